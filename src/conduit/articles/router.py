@@ -1,0 +1,111 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from conduit.articles import service
+from conduit.articles.dependencies import ValidArticle
+from conduit.articles.schemas import (
+    ArticleResponse,
+    MultipleArticlesResponse,
+    NewArticleRequest,
+    UpdateArticleRequest,
+)
+from conduit.articles.service import ArticlePage, ArticleView
+from conduit.auth.dependencies import CurrentUser, OptionalUser
+from conduit.database import Session
+
+router = APIRouter(prefix="/articles", tags=["Articles"])
+
+MAX_PAGE_SIZE = 100
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Articles to skip.")]
+Filter = Annotated[str | None, Query(max_length=255)]
+
+
+def _article(view: ArticleView) -> ArticleResponse:
+    return ArticleResponse.model_validate({"article": view})
+
+
+def _page(page: ArticlePage) -> MultipleArticlesResponse:
+    return MultipleArticlesResponse.model_validate(page)
+
+
+@router.get("")
+async def list_articles(
+    *,
+    session: Session,
+    viewer: OptionalUser,
+    tag: Filter = None,
+    author: Filter = None,
+    favorited: Filter = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> MultipleArticlesResponse:
+    """Most recent articles first, optionally filtered by tag, author or the username of a user
+    who favorited them. `articlesCount` is the total before paging. Items carry no `body`."""
+    page = await service.list_articles(
+        session,
+        viewer=viewer,
+        tag=tag,
+        author=author,
+        favorited_by=favorited,
+        limit=limit,
+        offset=offset,
+    )
+    return _page(page)
+
+
+@router.get("/feed")
+async def feed(
+    session: Session, viewer: CurrentUser, limit: Limit = 20, offset: Offset = 0
+) -> MultipleArticlesResponse:
+    """Most recent articles by the users you follow."""
+    return _page(await service.feed(session, viewer=viewer, limit=limit, offset=offset))
+
+
+@router.get("/{slug}")
+async def get_article(slug: str, session: Session, viewer: OptionalUser) -> ArticleResponse:
+    return _article(await service.get_view(session, slug=slug, viewer=viewer))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_article(
+    body: NewArticleRequest, session: Session, user: CurrentUser
+) -> ArticleResponse:
+    """Publish an article. Its slug comes from the title; a title already in use gets a suffix."""
+    slug = await service.create(session, author=user, new=body.article)
+    return _article(await service.get_view(session, slug=slug, viewer=user))
+
+
+@router.put("/{slug}")
+async def update_article(
+    body: UpdateArticleRequest, session: Session, user: CurrentUser, article: ValidArticle
+) -> ArticleResponse:
+    """Change your own article. The slug stays the same when the title changes, so links to the
+    article keep working."""
+    await service.update_article(session, article=article, editor=user, changes=body.article)
+    return _article(await service.get_view(session, slug=article.slug, viewer=user))
+
+
+@router.delete("/{slug}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_article(session: Session, user: CurrentUser, article: ValidArticle) -> Response:
+    """Delete your own article, with its comments and favorites."""
+    await service.delete_article(session, article=article, user=user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{slug}/favorite")
+async def favorite_article(
+    session: Session, user: CurrentUser, article: ValidArticle
+) -> ArticleResponse:
+    """Favorite an article. Favoriting twice is harmless."""
+    await service.favorite(session, article=article, user=user)
+    return _article(await service.get_view(session, slug=article.slug, viewer=user))
+
+
+@router.delete("/{slug}/favorite")
+async def unfavorite_article(
+    session: Session, user: CurrentUser, article: ValidArticle
+) -> ArticleResponse:
+    await service.unfavorite(session, article=article, user=user)
+    return _article(await service.get_view(session, slug=article.slug, viewer=user))

@@ -1,0 +1,35 @@
+"""argon2id password hashing, off the event loop on a bounded pool of threads."""
+
+import anyio
+import anyio.to_thread
+from argon2 import PasswordHasher as Argon2Hasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+# OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB, t=2, p=1.
+_hasher = Argon2Hasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+class PasswordHasher:
+    def __init__(self, concurrency: int) -> None:
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        # A real hash to verify against when the account does not exist, so that a login for an
+        # unknown email costs as much as one with a wrong password.
+        self._decoy_hash = _hasher.hash("conduit-decoy-password")
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(_hasher.hash, password, limiter=self._limiter)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        return (
+            await anyio.to_thread.run_sync(
+                _verify, password_hash or self._decoy_hash, password, limiter=self._limiter
+            )
+            and password_hash is not None
+        )
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

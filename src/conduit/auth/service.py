@@ -1,0 +1,87 @@
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.auth.models import User
+from conduit.auth.passwords import PasswordHasher
+from conduit.auth.schemas import NewUser, UpdateUser
+from conduit.errors import Conflict, Unauthorized
+
+
+async def get_by_id(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def _ensure_unique(
+    session: AsyncSession, *, username: str | None, email: str | None, exclude_id: int | None
+) -> None:
+    """Raise `Conflict` naming the field already taken, username first, as the suite expects."""
+    conditions = []
+    if username is not None:
+        conditions.append(User.username == username)
+    if email is not None:
+        conditions.append(User.email == email)
+    if not conditions:
+        return
+    query = select(User.username, User.email).where(or_(*conditions))
+    if exclude_id is not None:
+        query = query.where(User.id != exclude_id)
+    for taken_username, taken_email in await session.execute(query):
+        if taken_username == username:
+            raise Conflict("username")
+        if taken_email == email:
+            raise Conflict("email")
+
+
+async def _flush_unique(session: AsyncSession, user: User, *, exclude_id: int | None) -> None:
+    """Flush inside a savepoint so that losing a race to a concurrent registration still yields
+    the right 409 rather than a failed transaction."""
+    username, email = user.username, user.email
+    try:
+        async with session.begin_nested():
+            session.add(user)
+    except IntegrityError:
+        await _ensure_unique(session, username=username, email=email, exclude_id=exclude_id)
+        raise
+
+
+async def register(session: AsyncSession, hasher: PasswordHasher, *, new_user: NewUser) -> User:
+    await _ensure_unique(session, username=new_user.username, email=new_user.email, exclude_id=None)
+    user = User(
+        username=new_user.username,
+        email=new_user.email,
+        password_hash=await hasher.hash(new_user.password),
+    )
+    await _flush_unique(session, user, exclude_id=None)
+    return user
+
+
+async def authenticate(
+    session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str
+) -> User:
+    user = await session.scalar(select(User).where(User.email == email))
+    password_matches = await hasher.verify(user.password_hash if user else None, password)
+    if user is None or not password_matches:
+        raise Unauthorized("credentials", "invalid")
+    return user
+
+
+async def update(
+    session: AsyncSession, hasher: PasswordHasher, *, user: User, changes: UpdateUser
+) -> User:
+    fields = changes.model_fields_set
+    username = changes.username if "username" in fields else None
+    email = changes.email if "email" in fields else None
+    await _ensure_unique(session, username=username, email=email, exclude_id=user.id)
+    if username is not None:
+        user.username = username
+    if email is not None:
+        user.email = email
+    if changes.password is not None:
+        user.password_hash = await hasher.hash(changes.password)
+    if "bio" in fields:
+        user.bio = changes.bio
+    if "image" in fields:
+        user.image = changes.image
+    await _flush_unique(session, user, exclude_id=user.id)
+    return user

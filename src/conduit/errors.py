@@ -1,0 +1,150 @@
+"""The API's error shape, `{"errors": {"<field>": ["<message>"]}}`, and its handlers."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+ErrorBody = dict[str, dict[str, list[str]]]
+
+
+class AppError(Exception):
+    status_code = status.HTTP_400_BAD_REQUEST
+    message = "is invalid"
+    headers: ClassVar[Mapping[str, str] | None] = None
+
+    def __init__(self, field: str, message: str | None = None) -> None:
+        self.field = field
+        if message is not None:
+            self.message = message
+        super().__init__(f"{field} {self.message}")
+
+
+class NotFound(AppError):
+    status_code = status.HTTP_404_NOT_FOUND
+    message = "not found"
+
+
+class Forbidden(AppError):
+    status_code = status.HTTP_403_FORBIDDEN
+    message = "forbidden"
+
+
+class Conflict(AppError):
+    status_code = status.HTTP_409_CONFLICT
+    message = "has already been taken"
+
+
+class Unauthorized(AppError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    message = "is invalid"
+    headers: ClassVar[Mapping[str, str] | None] = {"WWW-Authenticate": "Token"}
+
+
+class Unprocessable(AppError):
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+
+def error_body(errors: Mapping[str, Sequence[str]]) -> ErrorBody:
+    return {"errors": {field: list(messages) for field, messages in errors.items()}}
+
+
+def error_response(
+    status_code: int,
+    errors: Mapping[str, Sequence[str]],
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(errors), status_code=status_code, headers=headers)
+
+
+_MESSAGES = {
+    "missing": "can't be blank",
+    "json_invalid": "is not valid JSON",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "list_type": "must be a list",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "bool_type": "must be a boolean",
+    "string_type": "must be a string",
+}
+_TEMPLATES = {
+    "string_too_short": "is too short (minimum is {min_length} characters)",
+    "too_short": "is too short (minimum is {min_length} characters)",
+    "string_too_long": "is too long (maximum is {max_length} characters)",
+    "too_long": "is too long (maximum is {max_length} characters)",
+    "list_too_long": "has too many items (maximum is {max_length})",
+    "less_than_equal": "must be less than or equal to {le}",
+    "greater_than_equal": "must be greater than or equal to {ge}",
+    "value_error": "{error}",
+}
+
+
+def _validation_message(error: Mapping[str, Any]) -> str:
+    kind: str = error["type"]
+    ctx: Mapping[str, Any] = error.get("ctx", {})
+    if kind.endswith("_type") and error.get("input") is None:
+        return "can't be blank"
+    if kind == "too_long" and ctx.get("field_type") == "List":
+        kind = "list_too_long"
+    if template := _TEMPLATES.get(kind):
+        return template.format_map(ctx)
+    return _MESSAGES.get(kind, "is invalid")
+
+
+def _validation_field(loc: Sequence[int | str]) -> str:
+    """The innermost named location: `("body", "user", "email")` is `email`."""
+    names = [part for part in loc if isinstance(part, str)]
+    if len(names) <= 1:
+        return "body" if not names or names[0] == "body" else names[0]
+    return names[-1]
+
+
+def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    rendered: dict[str, list[str]] = {}
+    for error in errors:
+        field = "body" if error["type"] == "json_invalid" else _validation_field(error["loc"])
+        message = _validation_message(error)
+        messages = rendered.setdefault(field, [])
+        if message not in messages:
+            messages.append(message)
+    return rendered
+
+
+_HTTP_MESSAGES = {
+    status.HTTP_404_NOT_FOUND: "not found",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "method not allowed",
+}
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def handle_app_error(_: Request, exc: AppError) -> JSONResponse:
+        return error_response(exc.status_code, {exc.field: [exc.message]}, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def handle_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, validation_errors(exc.errors())
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def handle_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail).lower())
+        return error_response(exc.status_code, {"request": [message]}, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.error(
+            "unhandled_error",
+            exc_info=exc,
+            extra={"method": request.method, "path": request.url.path},
+        )
+        return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, {"server": ["internal error"]})

@@ -1,0 +1,5 @@
+from conduit.schemas import Schema
+
+
+class TagsResponse(Schema):
+    tags: list[str]

@@ -1,0 +1,134 @@
+"""Fixtures: one database per test run, migrated once; each test inside a transaction that is
+rolled back at the end.
+
+The database is PostgreSQL when TEST_DATABASE_URL is set (a fresh database is created on that
+server and dropped afterwards) and SQLite in a temporary directory otherwise.
+"""
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import delete
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from conduit import migrations
+from conduit.config import AuthSettings, DatabaseSettings, Settings
+from conduit.database import Base, create_engine, create_sessionmaker
+from conduit.main import create_app
+from tests.statements import StatementRecorder
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _create_postgres_database(server_url: str) -> str:
+    """Create an empty database on the server of `server_url` and return its URL."""
+    name = f"conduit_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_postgres_database(server_url: str, database_url: str) -> None:
+    name = make_url(database_url).database
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    if server_url is None:
+        path: Path = tmp_path_factory.mktemp("db") / "conduit.db"
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    server_url = server_url.replace("postgresql+asyncpg://", "postgresql://")
+    url = await _create_postgres_database(server_url)
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database=DatabaseSettings(url=database_url),
+        auth=AuthSettings(secret_key=TEST_SECRET),
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.database)
+    await migrations.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]:
+    del engine  # requested so that the schema exists before the app starts
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> Iterator[StatementRecorder]:
+    with StatementRecorder.listening(engine) as recorder:
+        yield recorder
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        await transaction.rollback()
+
+
+@pytest.fixture
+async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
+    """A client whose requests each commit to a savepoint of the test's transaction."""
+    committing = app.state.sessionmaker
+    app.state.sessionmaker = async_sessionmaker(
+        connection,
+        expire_on_commit=False,
+        autoflush=False,
+        join_transaction_mode="create_savepoint",
+    )
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+            yield client
+    finally:
+        app.state.sessionmaker = committing
+
+
+@pytest.fixture
+async def committing_client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
+    """A client whose requests really commit, for tests of concurrent requests; every table is
+    emptied afterwards."""
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        yield client
+    sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(engine)
+    async with sessionmaker() as session, session.begin():
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(delete(table))
