@@ -6,22 +6,26 @@ server and dropped afterwards) and SQLite in a temporary directory otherwise.
 """
 
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr
 from sqlalchemy import delete
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 
 from conduit import migrations
 from conduit.config import AuthSettings, DatabaseSettings, Settings
 from conduit.database import Base, create_engine, create_sessionmaker
 from conduit.main import create_app
+from tests.databases import create_postgres_database, drop_postgres_database
 from tests.statements import StatementRecorder
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
@@ -32,26 +36,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _create_postgres_database(server_url: str) -> str:
-    """Create an empty database on the server of `server_url` and return its URL."""
-    name = f"conduit_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_postgres_database(server_url: str, database_url: str) -> None:
-    name = make_url(database_url).database
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="session")
 async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     server_url = os.environ.get("TEST_DATABASE_URL")
@@ -59,19 +43,18 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         path: Path = tmp_path_factory.mktemp("db") / "conduit.db"
         yield f"sqlite+aiosqlite:///{path}"
         return
-    server_url = server_url.replace("postgresql+asyncpg://", "postgresql://")
-    url = await _create_postgres_database(server_url)
+    url = await create_postgres_database(server_url)
     try:
         yield url
     finally:
-        await _drop_postgres_database(server_url, url)
+        await drop_postgres_database(server_url, url)
 
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     return Settings(
         database=DatabaseSettings(url=database_url),
-        auth=AuthSettings(secret_key=TEST_SECRET),
+        auth=AuthSettings(secret_key=SecretStr(TEST_SECRET)),
     )
 
 

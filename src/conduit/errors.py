@@ -121,6 +121,7 @@ def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, list[str
 _HTTP_MESSAGES = {
     status.HTTP_404_NOT_FOUND: "not found",
     status.HTTP_405_METHOD_NOT_ALLOWED: "method not allowed",
+    status.HTTP_413_CONTENT_TOO_LARGE: "content too large",
 }
 
 

@@ -14,6 +14,7 @@ from conduit.comments.router import router as comments_router
 from conduit.config import Settings
 from conduit.database import create_engine, create_sessionmaker
 from conduit.errors import register_error_handlers
+from conduit.middleware import BodySizeLimitMiddleware
 from conduit.profiles.router import router as profiles_router
 from conduit.tags.router import router as tags_router
 
@@ -50,8 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.http.max_body_bytes,
     )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)
     if settings.http.cors_origins:
         app.add_middleware(
             CORSMiddleware,

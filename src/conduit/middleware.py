@@ -1,0 +1,37 @@
+from starlette.exceptions import HTTPException
+from starlette.status import HTTP_413_CONTENT_TOO_LARGE
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conduit.errors import error_response
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with a 413 in the API's error shape, whether the
+    client declares the size up front or streams the body in chunks."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            too_large = {"request": ["content too large"]}
+            await error_response(HTTP_413_CONTENT_TOO_LARGE, too_large)(scope, receive, send)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # FastAPI lets an HTTPException from the body stream through to the handlers.
+                raise HTTPException(HTTP_413_CONTENT_TOO_LARGE)
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,32 @@
+"""Throw-away PostgreSQL databases for tests that need a database of their own."""
+
+import secrets
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from conduit.config import DatabaseSettings
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    """Run a statement that cannot run in a transaction, such as CREATE DATABASE."""
+    engine = create_async_engine(
+        DatabaseSettings(url=server_url).sqlalchemy_url, isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+async def create_postgres_database(server_url: str) -> str:
+    """Create an empty database on the server of `server_url` and return its URL."""
+    name = f"conduit_test_{secrets.token_hex(6)}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(server_url: str, database_url: str) -> None:
+    name = make_url(database_url).database
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,296 @@
+"""Infrastructure for the end-to-end conformance tests.
+
+Provides a real Conduit server process (SQLite by default, a throw-away PostgreSQL database when
+``TEST_DATABASE_URL`` is set), the pinned conformance runners from ``conformance/``, the location
+of the official RealWorld suites, and a closing summary of every conformance run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.databases import create_postgres_database, drop_postgres_database
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE_DIR = REPO_ROOT / "conformance"
+CONFORMANCE_BIN = CONFORMANCE_DIR / "node_modules" / ".bin"
+CONFORMANCE_TOOLS = ("bru", "newman")
+REALWORLD_DIR_ENV = "CONDUIT_REALWORLD_DIR"
+BRUNO_EXCLUDED_FOLDERS = frozenset({"environments"})
+NO_BRUNO_FOLDERS = "no-bruno-folders-found"
+
+SERVER_READY_TIMEOUT = 30.0
+SERVER_STOP_TIMEOUT = 15.0
+MIGRATE_TIMEOUT = 180.0
+NPM_CI_TIMEOUT = 900.0
+LOG_TAIL_LINES = 40
+
+_SUMMARY_KEY = pytest.StashKey[list[str]]()
+
+
+def locate_realworld_dir() -> Path:
+    """``$CONDUIT_REALWORLD_DIR``, else the ``shared/realworld`` directory beside the repository."""
+    override = os.environ.get(REALWORLD_DIR_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    return REPO_ROOT.parent / "shared" / "realworld"
+
+
+def discover_bruno_folders(bruno_dir: Path) -> list[str]:
+    """The Bruno collection's request folders, or a sentinel for which the test fails loudly."""
+    if not bruno_dir.is_dir():
+        return [NO_BRUNO_FOLDERS]
+    folders = sorted(
+        entry.name
+        for entry in bruno_dir.iterdir()
+        if entry.is_dir()
+        and not entry.name.startswith(".")
+        and entry.name not in BRUNO_EXCLUDED_FOLDERS
+    )
+    return folders or [NO_BRUNO_FOLDERS]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "bruno_folder" in metafunc.fixturenames:
+        bruno_dir = locate_realworld_dir() / "current" / "bruno"
+        metafunc.parametrize("bruno_folder", discover_bruno_folders(bruno_dir))
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    lines = config.stash.get(_SUMMARY_KEY, [])
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "RealWorld conformance")
+    for line in lines:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def conformance_summary(request: pytest.FixtureRequest) -> list[str]:
+    """Lines appended here are printed in pytest's closing summary."""
+    return request.config.stash.setdefault(_SUMMARY_KEY, [])
+
+
+@pytest.fixture(scope="session")
+def realworld_dir() -> Path:
+    path = locate_realworld_dir()
+    expected = (
+        path / "current" / "bruno" / "bruno.json",
+        path / "legacy" / "Conduit.postman_collection.json",
+    )
+    missing = [str(candidate) for candidate in expected if not candidate.is_file()]
+    if missing:
+        pytest.fail(
+            f"RealWorld conformance suites not found under {path} (missing: {', '.join(missing)}). "
+            f"Place shared/realworld beside the repository or set {REALWORLD_DIR_ENV}.",
+            pytrace=False,
+        )
+    return path
+
+
+def _pinned_versions() -> dict[str, str]:
+    manifest = json.loads((CONFORMANCE_DIR / "package.json").read_text(encoding="utf-8"))
+    dependencies: dict[str, str] = manifest["dependencies"]
+    return dependencies
+
+
+def _installed_version(package: str) -> str | None:
+    manifest = CONFORMANCE_DIR / "node_modules" / package / "package.json"
+    if not manifest.is_file():
+        return None
+    version: str = json.loads(manifest.read_text(encoding="utf-8"))["version"]
+    return version
+
+
+def _runners_installed() -> bool:
+    if not all((CONFORMANCE_BIN / tool).exists() for tool in CONFORMANCE_TOOLS):
+        return False
+    return all(
+        _installed_version(package) == version for package, version in _pinned_versions().items()
+    )
+
+
+def _tail(output: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(output.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def conformance_bin() -> Path:
+    """``conformance/node_modules/.bin`` holding the pinned runners (``npm ci`` if missing)."""
+    if shutil.which("node") is None:
+        pytest.fail("Node.js (`node`) is required to run the conformance suites.", pytrace=False)
+    if _runners_installed():
+        return CONFORMANCE_BIN
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail(
+            f"The conformance runners are not installed in {CONFORMANCE_DIR} and `npm` is not "
+            "on PATH to install them (`npm ci` in conformance/).",
+            pytrace=False,
+        )
+    _run_or_fail(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
+    )
+    if not _runners_installed():
+        pytest.fail(
+            f"`npm ci` succeeded but {', '.join(CONFORMANCE_TOOLS)} at the versions pinned in "
+            f"{CONFORMANCE_DIR / 'package.json'} are still missing from {CONFORMANCE_BIN}.",
+            pytrace=False,
+        )
+    return CONFORMANCE_BIN
+
+
+@dataclass(frozen=True)
+class ConduitServer:
+    base_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api"
+
+    def diagnostics(self) -> str:
+        """The server's state and the tail of its log, for failure messages."""
+        exit_code = self.process.poll()
+        state = "running" if exit_code is None else f"exited with code {exit_code}"
+        log = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return f"Server {self.base_url} {state}; tail of {self.log_path}:\n{_tail(log)}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _server_env(database_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CONDUIT_SECRET_KEY": "e2e-conformance-secret-key-0123456789abcdef",
+        "CONDUIT_ENV": "development",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextmanager
+def _temporary_postgres_database(server_url: str) -> Iterator[str]:
+    """Create a fresh database on ``server_url``'s server, yield its URL, drop it afterwards."""
+    url = asyncio.run(create_postgres_database(server_url))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_postgres_database(server_url, url))
+
+
+def _run_or_fail(
+    argv: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> None:
+    """Run a setup command; fail the session with its output if it fails or hangs."""
+    command = " ".join([Path(argv[0]).name, *argv[1:]])
+    try:
+        completed = subprocess.run(  # noqa: S603
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`{command}` in {cwd} did not finish within {timeout:.0f} s.")
+    if completed.returncode != 0:
+        pytest.fail(
+            f"`{command}` in {cwd} failed with exit code {completed.returncode}:\n"
+            f"{_tail(completed.stdout)}\n{_tail(completed.stderr)}",
+            pytrace=False,
+        )
+
+
+def _migrate(env: dict[str, str]) -> None:
+    _run_or_fail(
+        [sys.executable, "-m", "conduit", "migrate"],
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=MIGRATE_TIMEOUT,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=SERVER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _wait_until_ready(server: ConduitServer) -> None:
+    deadline = time.monotonic() + SERVER_READY_TIMEOUT
+    last_problem = "no attempt made"
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                pytest.fail(
+                    f"The Conduit server exited before becoming ready.\n{server.diagnostics()}",
+                    pytrace=False,
+                )
+            try:
+                response = client.get(f"{server.api_url}/tags")
+            except httpx.TransportError as error:
+                last_problem = repr(error)
+            else:
+                if response.status_code == httpx.codes.OK:
+                    return
+                last_problem = f"GET /api/tags answered {response.status_code}: {response.text}"
+            time.sleep(0.2)
+    pytest.fail(
+        f"The Conduit server was not ready within {SERVER_READY_TIMEOUT:.0f} s "
+        f"(last: {last_problem}).\n{server.diagnostics()}",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def conduit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConduitServer]:
+    """A real ``python -m conduit serve`` process on a free loopback port, ready to serve."""
+    workdir = tmp_path_factory.mktemp("conduit-e2e")
+    with ExitStack() as stack:
+        postgres_url = os.environ.get("TEST_DATABASE_URL")
+        if postgres_url:
+            env = _server_env(stack.enter_context(_temporary_postgres_database(postgres_url)))
+            _migrate(env)
+        else:
+            env = _server_env(f"sqlite+aiosqlite:///{workdir / 'e2e.db'}")
+        port = _free_port()
+        log_path = workdir / "server.log"
+        log = stack.enter_context(log_path.open("wb"))
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "conduit", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_stop, process)
+        server = ConduitServer(
+            base_url=f"http://127.0.0.1:{port}", log_path=log_path, process=process
+        )
+        _wait_until_ready(server)
+        yield server

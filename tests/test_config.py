@@ -1,0 +1,85 @@
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from pydantic import ValidationError
+
+from conduit.config import DatabaseSettings, Environment, Settings
+from conduit.main import create_app
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db:5432/conduit", "postgresql+asyncpg://u:p@db:5432/conduit"),
+        ("postgresql://u:p@db/conduit", "postgresql+asyncpg://u:p@db/conduit"),
+        ("postgresql+asyncpg://u@db/conduit", "postgresql+asyncpg://u@db/conduit"),
+        ("sqlite:///./conduit.db", "sqlite+aiosqlite:///./conduit.db"),
+    ],
+)
+def test_database_url_uses_async_drivers(
+    monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    assert DatabaseSettings().url == expected
+
+
+def test_defaults_to_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    settings = DatabaseSettings()
+
+    assert settings.url == "sqlite+aiosqlite:///./conduit.db"
+    assert settings.is_sqlite
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "CONDUIT_SECRET_KEY must be set in production"),
+        ("too-short", "CONDUIT_SECRET_KEY must have at least 32 bytes"),
+    ],
+)
+def test_production_refuses_a_default_or_short_secret(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None, message: str
+) -> None:
+    monkeypatch.setenv("CONDUIT_ENV", "production")
+    if secret is None:
+        monkeypatch.delenv("CONDUIT_SECRET_KEY", raising=False)
+    else:
+        monkeypatch.setenv("CONDUIT_SECRET_KEY", secret)
+
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_production_accepts_a_strong_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_ENV", "production")
+    monkeypatch.setenv("CONDUIT_SECRET_KEY", "s" * 32)
+
+    assert Settings().env is Environment.PRODUCTION
+
+
+def test_cors_origins_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_HTTP_CORS_ORIGINS", "https://a.example, https://b.example")
+
+    assert Settings().http.cors_origins == ["https://a.example", "https://b.example"]
+
+
+@pytest.mark.anyio
+async def test_cors_allows_only_listed_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_HTTP_CORS_ORIGINS", "https://app.example")
+    app: FastAPI = create_app(Settings())
+
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        allowed = await client.options(
+            "/api/tags",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+        )
+        refused = await client.options(
+            "/api/tags",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in refused.headers

@@ -1,0 +1,62 @@
+"""Migrations are the only source of the schema: they must apply, reverse, and agree with the
+models exactly."""
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from conduit import migrations
+from conduit.config import DatabaseSettings
+from conduit.database import Base, create_engine
+from tests.databases import create_postgres_database, drop_postgres_database
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def empty_engine(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database of its own, with no schema yet, on the same backend."""
+    if database_url.startswith("sqlite"):
+        path = tmp_path_factory.mktemp("migrations") / "empty.db"
+        engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
+        yield engine
+        await engine.dispose()
+        return
+    server_url = os.environ["TEST_DATABASE_URL"]
+    url = await create_postgres_database(server_url)
+    engine = create_engine(DatabaseSettings(url=url))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await drop_postgres_database(server_url, url)
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def test_upgrade_downgrade_upgrade(empty_engine: AsyncEngine) -> None:
+    await migrations.upgrade(empty_engine)
+    async with empty_engine.connect() as connection:
+        assert await connection.run_sync(_differences) == []
+
+    await migrations.downgrade(empty_engine, "base")
+    async with empty_engine.connect() as connection:
+        assert await connection.run_sync(_tables) == {"alembic_version"}
+
+    await migrations.upgrade(empty_engine)
+    async with empty_engine.connect() as connection:
+        assert set(Base.metadata.tables) <= await connection.run_sync(_tables)

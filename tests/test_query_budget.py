@@ -1,0 +1,72 @@
+"""The number of SQL statements per endpoint is fixed: it does not grow with the page size or
+with how many tags, favorites and follows the articles have (no N+1)."""
+
+import pytest
+from httpx import AsyncClient
+
+from tests.factories import auth, create_article, favorite, follow, register
+from tests.statements import StatementRecorder
+
+pytestmark = pytest.mark.anyio
+
+
+async def _populate(client: AsyncClient, articles: int) -> tuple[str, str]:
+    """`articles` articles by `author`, each tagged, favorited and commented by `reader`, who
+    follows the author. Returns (reader token, one slug)."""
+    author = await register(client, "author")
+    reader = await register(client, "reader")
+    await follow(client, reader, "author")
+    slug = ""
+    for number in range(articles):
+        slug = (await create_article(client, author, title=f"A{number}", tags=["x", f"t{number}"]))[
+            "slug"
+        ]
+        await favorite(client, reader, slug)
+        await client.post(
+            f"/api/articles/{slug}/comments", headers=auth(author), json={"comment": {"body": "c"}}
+        )
+    return reader, slug
+
+
+async def _count(
+    statements: StatementRecorder, client: AsyncClient, path: str, token: str | None
+) -> int:
+    statements.clear()
+    response = await client.get(path, headers=auth(token) if token else {})
+    assert response.status_code == 200, response.text
+    return statements.count
+
+
+ENDPOINTS = [
+    # (path, authenticated, statements)
+    ("/api/articles?limit=20", False, 3),  # count, page, tags
+    ("/api/articles?limit=20", True, 4),  # + the viewer
+    ("/api/articles?limit=20&tag=x", True, 4),
+    ("/api/articles?limit=20&favorited=reader", True, 4),
+    ("/api/articles/feed?limit=20", True, 4),
+    ("/api/articles/{slug}", False, 2),  # article, tags
+    ("/api/articles/{slug}", True, 3),
+    ("/api/articles/{slug}/comments", True, 3),  # viewer, article, comments
+    ("/api/tags", False, 1),
+    ("/api/profiles/author", True, 2),
+]
+
+
+@pytest.mark.parametrize(("path", "authenticated", "expected"), ENDPOINTS)
+@pytest.mark.parametrize("articles", [2, 21])
+async def test_statement_count_is_fixed(
+    *,
+    client: AsyncClient,
+    statements: StatementRecorder,
+    articles: int,
+    path: str,
+    authenticated: bool,
+    expected: int,
+) -> None:
+    reader, slug = await _populate(client, articles)
+
+    count = await _count(
+        statements, client, path.format(slug=slug), reader if authenticated else None
+    )
+
+    assert count == expected, statements.statements
