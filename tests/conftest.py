@@ -29,6 +29,8 @@ from tests.databases import create_postgres_database, drop_postgres_database
 from tests.statements import StatementRecorder
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+# The key that signed before TEST_SECRET: still accepted, as after a rotation.
+PREVIOUS_TEST_SECRET = "previous-test-secret-key-also-long-enough"
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +56,10 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 def settings(database_url: str) -> Settings:
     return Settings(
         database=DatabaseSettings(url=database_url),
-        auth=AuthSettings(secret_key=SecretStr(TEST_SECRET)),
+        auth=AuthSettings(
+            secret_key=SecretStr(TEST_SECRET),
+            previous_secret_keys=[SecretStr(PREVIOUS_TEST_SECRET)],
+        ),
     )
 
 

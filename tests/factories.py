@@ -58,3 +58,27 @@ async def follow(client: AsyncClient, token: str, username: str) -> None:
 async def favorite(client: AsyncClient, token: str, slug: str) -> None:
     response = await client.post(f"/api/articles/{slug}/favorite", headers=auth(token))
     assert response.status_code == 200, response.text
+
+
+async def oauth_tokens(client: AsyncClient, login: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = await client.post("/api/auth/token", data={"username": login, "password": password})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+async def create_api_key(
+    client: AsyncClient, token: str, *, scopes: list[str], name: str = "ci"
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/user/api-keys",
+        headers=auth(token),
+        json={"apiKey": {"name": name, "scopes": scopes}},
+    )
+    assert response.status_code == 201, response.text
+    api_key: dict[str, Any] = response.json()["apiKey"]
+    return api_key

@@ -33,23 +33,27 @@ def test_defaults_to_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.is_sqlite
 
 
+def test_production_refuses_the_default_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_ENV", "production")
+    monkeypatch.delenv("CONDUIT_SECRET_KEY", raising=False)
+
+    with pytest.raises(ValidationError, match="CONDUIT_SECRET_KEY must be set in production"):
+        Settings()
+
+
 @pytest.mark.parametrize(
-    ("secret", "message"),
+    ("variable", "value"),
     [
-        (None, "CONDUIT_SECRET_KEY must be set in production"),
-        ("too-short", "CONDUIT_SECRET_KEY must have at least 32 bytes"),
+        ("CONDUIT_SECRET_KEY", "too-short"),
+        ("CONDUIT_AUTH_PREVIOUS_SECRET_KEYS", f"{'k' * 32},too-short"),
     ],
 )
-def test_production_refuses_a_default_or_short_secret(
-    monkeypatch: pytest.MonkeyPatch, secret: str | None, message: str
+def test_keys_shorter_than_256_bits_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    monkeypatch.setenv("CONDUIT_ENV", "production")
-    if secret is None:
-        monkeypatch.delenv("CONDUIT_SECRET_KEY", raising=False)
-    else:
-        monkeypatch.setenv("CONDUIT_SECRET_KEY", secret)
+    monkeypatch.setenv(variable, value)
 
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ValidationError, match="signing keys must have at least 32 bytes"):
         Settings()
 
 

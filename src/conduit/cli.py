@@ -41,6 +41,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        # X-Forwarded-* are honoured by the app itself, from CONDUIT_HTTP_TRUSTED_PROXIES only.
+        proxy_headers=False,
     )
 
 

@@ -56,6 +56,12 @@ class DatabaseSettings(BaseSettings):
         return self.sqlalchemy_url.get_backend_name() == "sqlite"
 
 
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
 class AuthSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONDUIT_AUTH_", extra="ignore", validate_by_name=True
@@ -65,22 +71,52 @@ class AuthSettings(BaseSettings):
         default=SecretStr(DEVELOPMENT_SECRET_KEY),
         validation_alias="CONDUIT_SECRET_KEY",
     )
+    # Keys that used to sign tokens: still accepted, never used to sign. Rotate by moving the
+    # current key here and setting a new CONDUIT_SECRET_KEY.
+    previous_secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    issuer: str = "conduit"
+    audience: str = "conduit-api"
     token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=60)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
     hash_concurrency: int = Field(default=4, ge=1, le=64)
+
+    _split_previous_keys = field_validator("previous_secret_keys", mode="before")(_split_commas)
+
+    @field_validator("secret_key")
+    @classmethod
+    def long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < MIN_SECRET_KEY_BYTES:
+            raise ValueError(f"signing keys must have at least {MIN_SECRET_KEY_BYTES} bytes")
+        return value
+
+    @field_validator("previous_secret_keys")
+    @classmethod
+    def all_long_enough(cls, values: list[SecretStr]) -> list[SecretStr]:
+        for value in values:
+            cls.long_enough(value)
+        return values
 
 
 class HttpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONDUIT_HTTP_", extra="ignore")
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    hsts_seconds: int = Field(default=0, ge=0)
+    # Unset: on in development, off in production.
+    docs_enabled: bool | None = None
 
-    @field_validator("cors_origins", mode="before")
+    _split_lists = field_validator("cors_origins", "trusted_proxies", mode="before")(_split_commas)
+
+    @field_validator("cors_origins")
     @classmethod
-    def split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
+    def explicit_origins(cls, origins: list[str]) -> list[str]:
+        if "*" in origins:
+            raise ValueError("list the allowed origins explicitly; '*' is not accepted")
+        return origins
 
 
 class Settings(BaseSettings):
@@ -92,14 +128,16 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     @model_validator(mode="after")
-    def refuse_weak_secret_in_production(self) -> "Settings":
-        if self.env is Environment.PRODUCTION:
-            secret = self.auth.secret_key.get_secret_value()
-            if secret == DEVELOPMENT_SECRET_KEY:
-                raise ValueError("CONDUIT_SECRET_KEY must be set in production")
-            if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
-                raise ValueError(
-                    f"CONDUIT_SECRET_KEY must have at least {MIN_SECRET_KEY_BYTES} bytes"
-                    " in production"
-                )
+    def refuse_default_secret_in_production(self) -> "Settings":
+        if (
+            self.env is Environment.PRODUCTION
+            and self.auth.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+        ):
+            raise ValueError("CONDUIT_SECRET_KEY must be set in production")
         return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.http.docs_enabled is None:
+            return self.env is Environment.DEVELOPMENT
+        return self.http.docs_enabled

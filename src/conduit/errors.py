@@ -18,6 +18,9 @@ class AppError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     message = "is invalid"
     headers: ClassVar[Mapping[str, str] | None] = None
+    # The request's writes are committed even though it fails, e.g. revoking a session whose
+    # refresh token was replayed.
+    keeps_changes: ClassVar[bool] = False
 
     def __init__(self, field: str, message: str | None = None) -> None:
         self.field = field
@@ -51,6 +54,15 @@ class Unprocessable(AppError):
     status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
 
 
+class OAuth2Error(Exception):
+    """An error of the OAuth2 token endpoint, rendered as RFC 6749 section 5.2 says."""
+
+    def __init__(self, error: str, description: str) -> None:
+        self.error = error
+        self.description = description
+        super().__init__(f"{error}: {description}")
+
+
 def error_body(errors: Mapping[str, Sequence[str]]) -> ErrorBody:
     return {"errors": {field: list(messages) for field, messages in errors.items()}}
 
@@ -81,6 +93,7 @@ _TEMPLATES = {
     "string_too_long": "is too long (maximum is {max_length} characters)",
     "too_long": "is too long (maximum is {max_length} characters)",
     "list_too_long": "has too many items (maximum is {max_length})",
+    "list_too_short": "has too few items (minimum is {min_length})",
     "less_than_equal": "must be less than or equal to {le}",
     "greater_than_equal": "must be greater than or equal to {ge}",
     "value_error": "{error}",
@@ -92,8 +105,8 @@ def _validation_message(error: Mapping[str, Any]) -> str:
     ctx: Mapping[str, Any] = error.get("ctx", {})
     if kind.endswith("_type") and error.get("input") is None:
         return "can't be blank"
-    if kind == "too_long" and ctx.get("field_type") == "List":
-        kind = "list_too_long"
+    if kind in {"too_long", "too_short"} and ctx.get("field_type") in {"List", "Set"}:
+        kind = f"list_{kind}"
     if template := _TEMPLATES.get(kind):
         return template.format_map(ctx)
     return _MESSAGES.get(kind, "is invalid")
@@ -129,6 +142,14 @@ def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def handle_app_error(_: Request, exc: AppError) -> JSONResponse:
         return error_response(exc.status_code, {exc.field: [exc.message]}, exc.headers)
+
+    @app.exception_handler(OAuth2Error)
+    async def handle_oauth2_error(_: Request, exc: OAuth2Error) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.error, "error_description": exc.description},
+            status_code=status.HTTP_400_BAD_REQUEST,
+            headers={"Cache-Control": "no-store"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def handle_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,8 +5,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from conduit import migrations
+from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
@@ -14,7 +16,7 @@ from conduit.comments.router import router as comments_router
 from conduit.config import Settings
 from conduit.database import create_engine, create_sessionmaker
 from conduit.errors import register_error_handlers
-from conduit.middleware import BodySizeLimitMiddleware
+from conduit.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from conduit.profiles.router import router as profiles_router
 from conduit.tags.router import router as tags_router
 
@@ -22,8 +24,15 @@ DESCRIPTION = """
 The [RealWorld](https://realworld-docs.netlify.app/) "Conduit" API: users, profiles, articles,
 comments, tags, favorites and follows.
 
-Authenticate with the token from `POST /api/users/login` (or registration), sent as
-`Authorization: Token <jwt>`; `Bearer <jwt>` is accepted too.
+Three ways to authenticate:
+
+- **RealWorld token**: `POST /api/users/login` (or registration) returns a long-lived `token`;
+  send it as `Authorization: Token <token>`.
+- **OAuth2 password flow**: `POST /api/auth/token` (form fields `username`, `password`) returns a
+  short-lived `access_token` and a `refresh_token`; send `Authorization: Bearer <access_token>`
+  and renew with `POST /api/auth/refresh`. The **Authorize** button below uses this flow.
+- **API key**: `POST /api/user/api-keys` creates a key scoped `read` and/or `write`; send it as
+  `X-API-Key: <key>`.
 
 Errors always have the shape `{"errors": {"<field>": ["<message>"]}}`.
 """
@@ -46,24 +55,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
 
+    docs = settings.docs_enabled
     app = FastAPI(
         title="Conduit",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        swagger_ui_init_oauth={"clientId": "conduit-docs"} if docs else None,
     )
+    # Added innermost first: a request meets the proxy handling, then CORS, then the headers.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.http.hsts_seconds)
     if settings.http.cors_origins:
+        # Tokens travel in headers, never cookies, so credentials stay off.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.http.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
+    if settings.http.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.http.trusted_proxies)
     register_error_handlers(app)
 
     api = APIRouter(prefix="/api")
-    for router in (auth_router, profiles_router, articles_router, comments_router, tags_router):
+    routers = (
+        auth_router,
+        api_keys_router,
+        profiles_router,
+        articles_router,
+        comments_router,
+        tags_router,
+    )
+    for router in routers:
         api.include_router(router)
     app.include_router(api)
     return app

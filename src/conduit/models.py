@@ -1,10 +1,23 @@
 """Every table, imported in one place so that Alembic and the tests see the whole schema."""
 
+from conduit.api_keys.models import ApiKey
 from conduit.articles.models import Article, Favorite
-from conduit.auth.models import User
+from conduit.auth.models import AuthSession, RefreshToken, User
 from conduit.comments.models import Comment
 from conduit.database import Base
 from conduit.profiles.models import Follow
 from conduit.tags.models import ArticleTag, Tag
 
-__all__ = ["Article", "ArticleTag", "Base", "Comment", "Favorite", "Follow", "Tag", "User"]
+__all__ = [
+    "ApiKey",
+    "Article",
+    "ArticleTag",
+    "AuthSession",
+    "Base",
+    "Comment",
+    "Favorite",
+    "Follow",
+    "RefreshToken",
+    "Tag",
+    "User",
+]

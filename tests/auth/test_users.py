@@ -26,8 +26,9 @@ async def test_register_returns_user_with_token(client: AsyncClient) -> None:
         "image": None,
         "token": user["token"],
     }
-    claims = jwt.decode(user["token"], TEST_SECRET, algorithms=[ALGORITHM])
-    assert set(claims) == {"sub", "iat", "exp"}
+    claims = jwt.decode(user["token"], TEST_SECRET, algorithms=[ALGORITHM], audience="conduit-api")
+    assert set(claims) == {"iss", "aud", "sub", "sid", "iat", "nbf", "exp"}
+    assert jwt.get_unverified_header(user["token"])["typ"] == "at+jwt"
 
 
 async def test_login_and_current_user(client: AsyncClient) -> None:

@@ -1,25 +1,41 @@
+"""Who is calling: a RealWorld or OAuth2 access token in `Authorization`, or an API key in
+`X-API-Key`. The three schemes are declared here so that /docs offers each of them."""
+
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
+from conduit.api_keys import service as api_keys_service
 from conduit.auth import service
 from conduit.auth.models import User
 from conduit.auth.passwords import PasswordHasher
-from conduit.auth.tokens import user_id_from_token
+from conduit.auth.principal import ALL_SCOPES, Principal, Scope, SignedIn
+from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
 from conduit.database import Session
-from conduit.errors import Unauthorized
+from conduit.errors import Forbidden, Unauthorized
 
-# Declared as an API key header so that /docs shows the RealWorld `Token <jwt>` scheme.
-_authorization = APIKeyHeader(
+_realworld_scheme = APIKeyHeader(
     name="Authorization",
     scheme_name="Token",
-    description="`Token <jwt>` as RealWorld clients send it; `Bearer <jwt>` is accepted too.",
+    description="`Token <jwt>`, with the token from login or registration (RealWorld clients).",
+    auto_error=False,
+)
+_oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/auth/token",
+    scheme_name="OAuth2",
+    description="`Bearer <jwt>`, from the OAuth2 password flow; renew it with the refresh token.",
+    auto_error=False,
+)
+_api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="APIKey",
+    description="An API key from `POST /api/user/api-keys`, scoped `read` and/or `write`.",
     auto_error=False,
 )
 
-_SCHEMES = {"token", "bearer"}
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_settings(request: Request) -> Settings:
@@ -36,44 +52,74 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 Hasher = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
-def optional_token(header: Annotated[str | None, Depends(_authorization)]) -> str | None:
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() not in _SCHEMES or not token.strip():
+def _token_scheme(authorization: str) -> str:
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "token" or not token.strip():
         raise Unauthorized("token")
     return token.strip()
 
 
-def required_token(token: Annotated[str | None, Depends(optional_token)]) -> str:
-    if token is None:
-        raise Unauthorized("token", "is missing")
-    return token
-
-
-async def _user_for_token(session: Session, settings: Settings, token: str) -> User:
-    user_id = user_id_from_token(token, secret=settings.auth.secret_key.get_secret_value())
-    user = await service.get_by_id(session, user_id)
+async def _authenticate(
+    session: Session,
+    settings: AppSettings,
+    authorization: Annotated[str | None, Depends(_realworld_scheme)],
+    bearer: Annotated[str | None, Depends(_oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(_api_key_scheme)],
+) -> Principal | None:
+    if api_key is not None:
+        if authorization is not None:
+            raise Unauthorized("token", "send either Authorization or X-API-Key, not both")
+        return await api_keys_service.authenticate(session, api_key)
+    if authorization is None:
+        return None
+    token = bearer or _token_scheme(authorization)
+    claims = verify_access_token(settings.auth, token)
+    user = await service.get_for_session(
+        session, user_id=claims.user_id, session_id=claims.session_id
+    )
     if user is None:
         raise Unauthorized("token")
-    return user
+    return Principal(user=user, scopes=ALL_SCOPES, session_id=claims.session_id, token=token)
 
 
-async def optional_user(
-    session: Session, settings: AppSettings, token: Annotated[str | None, Depends(optional_token)]
+def optional_principal(
+    request: Request, principal: Annotated[Principal | None, Depends(_authenticate)]
+) -> Principal | None:
+    """The caller, if credentials were sent; they must carry the scope the method needs
+    (`read` for GET, `write` for everything else). Credentials sent but invalid are a 401."""
+    if principal is not None:
+        needed = Scope.READ if request.method in _SAFE_METHODS else Scope.WRITE
+        if needed not in principal.scopes:
+            raise Forbidden("api_key", f"lacks the {needed} scope")
+    return principal
+
+
+def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise Unauthorized("token", "is missing")
+    return principal
+
+
+def signed_in(principal: Annotated[Principal, Depends(current_principal)]) -> SignedIn:
+    """A caller with a session: credentials are managed by people, not by API keys."""
+    if principal.session_id is None:
+        raise Forbidden("api_key", "can't manage credentials")
+    return SignedIn(user=principal.user, session_id=principal.session_id)
+
+
+def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> User:
+    return principal.user
+
+
+def optional_user(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> User | None:
-    """The viewer, when a token is sent. A token that is sent but invalid is still a 401."""
-    if token is None:
-        return None
-    return await _user_for_token(session, settings, token)
+    return principal.user if principal is not None else None
 
 
-async def current_user(
-    session: Session, settings: AppSettings, token: Annotated[str, Depends(required_token)]
-) -> User:
-    return await _user_for_token(session, settings, token)
-
-
-CurrentToken = Annotated[str, Depends(required_token)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+SignedInUser = Annotated[SignedIn, Depends(signed_in)]
 CurrentUser = Annotated[User, Depends(current_user)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]

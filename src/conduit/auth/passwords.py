@@ -20,12 +20,11 @@ class PasswordHasher:
         return await anyio.to_thread.run_sync(_hasher.hash, password, limiter=self._limiter)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        return (
-            await anyio.to_thread.run_sync(
-                _verify, password_hash or self._decoy_hash, password, limiter=self._limiter
-            )
-            and password_hash is not None
+        """Whether `password` matches; `None` (no such account) costs the same and is False."""
+        matches = await anyio.to_thread.run_sync(
+            _verify, password_hash or self._decoy_hash, password, limiter=self._limiter
         )
+        return matches and password_hash is not None
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -1,17 +1,26 @@
-from fastapi import APIRouter, status
+from typing import Annotated
 
-from conduit.auth import service
-from conduit.auth.dependencies import AppSettings, CurrentToken, CurrentUser, Hasher
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from conduit.auth import service, sessions
+from conduit.auth.dependencies import (
+    AppSettings,
+    CurrentPrincipal,
+    Hasher,
+    SignedInUser,
+)
 from conduit.auth.models import User
 from conduit.auth.schemas import (
     LoginUserRequest,
     NewUserRequest,
+    RefreshRequest,
+    TokenResponse,
     UpdateUserRequest,
     UserResponse,
 )
-from conduit.auth.tokens import create_token
-from conduit.config import Settings
 from conduit.database import Session
+from conduit.errors import OAuth2Error, Unauthorized
 
 router = APIRouter(tags=["User and Authentication"])
 
@@ -30,11 +39,9 @@ def _user_response(user: User, token: str) -> UserResponse:
     )
 
 
-def _new_token(user: User, settings: Settings) -> str:
-    return create_token(
-        user.id,
-        secret=settings.auth.secret_key.get_secret_value(),
-        ttl_seconds=settings.auth.token_ttl_seconds,
+def _token_response(pair: sessions.TokenPair) -> TokenResponse:
+    return TokenResponse(
+        access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
     )
 
 
@@ -42,37 +49,80 @@ def _new_token(user: User, settings: Settings) -> str:
 async def register(
     body: NewUserRequest, session: Session, hasher: Hasher, settings: AppSettings
 ) -> UserResponse:
-    """Register a new user. Usernames and emails are unique; the password needs 8 characters."""
+    """Register a new user. Usernames and emails are unique; the password needs 8 characters.
+    The token is a long-lived RealWorld token; send it as `Authorization: Token <token>`."""
     user = await service.register(session, hasher, new_user=body.user)
-    return _user_response(user, _new_token(user, settings))
+    return _user_response(user, await sessions.realworld_token(session, settings.auth, user=user))
 
 
 @router.post("/users/login")
 async def login(
     body: LoginUserRequest, session: Session, hasher: Hasher, settings: AppSettings
 ) -> UserResponse:
-    """Exchange an email and password for a token. A failure does not say which one was wrong."""
+    """Exchange an email and password for a RealWorld token. A failure does not say which of the
+    two was wrong."""
     user = await service.authenticate(
-        session, hasher, email=body.user.email, password=body.user.password
+        session, hasher, login=body.user.email, password=body.user.password
     )
-    return _user_response(user, _new_token(user, settings))
+    if user is None:
+        raise Unauthorized("credentials", "invalid")
+    return _user_response(user, await sessions.realworld_token(session, settings.auth, user=user))
 
 
 @router.get("/user")
-async def get_current_user(user: CurrentUser, token: CurrentToken) -> UserResponse:
-    """The authenticated user, with the token they authenticated with."""
-    return _user_response(user, token)
+async def get_current_user(principal: CurrentPrincipal) -> UserResponse:
+    """The authenticated user, with the token they authenticated with (empty for an API key:
+    a key never turns into a session)."""
+    return _user_response(principal.user, principal.token or "")
 
 
 @router.put("/user")
 async def update_current_user(
-    body: UpdateUserRequest,
-    user: CurrentUser,
-    token: CurrentToken,
-    session: Session,
-    hasher: Hasher,
+    body: UpdateUserRequest, principal: CurrentPrincipal, session: Session, hasher: Hasher
 ) -> UserResponse:
     """Change any of username, email, password, bio and image. An empty `bio` or `image` clears it;
-    `username`, `email` and `password` cannot be cleared."""
-    user = await service.update(session, hasher, user=user, changes=body.user)
-    return _user_response(user, token)
+    `username`, `email` and `password` cannot be cleared. A new password signs out every other
+    session."""
+    user = await service.update(session, hasher, principal=principal, changes=body.user)
+    return _user_response(user, principal.token or "")
+
+
+@router.post("/auth/token", tags=["OAuth2"])
+async def issue_token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: Session,
+    hasher: Hasher,
+    settings: AppSettings,
+) -> TokenResponse:
+    """OAuth2 password grant (form fields `username`, the email or username, and `password`).
+    Returns a short-lived bearer access token and a refresh token. Errors follow RFC 6749:
+    400 `{"error": "invalid_grant"}`."""
+    user = await service.authenticate(session, hasher, login=form.username, password=form.password)
+    if user is None:
+        raise OAuth2Error("invalid_grant", "invalid username or password")
+    return _token_response(await sessions.start_oauth(session, settings.auth, user=user))
+
+
+@router.post("/auth/refresh", tags=["OAuth2"])
+async def refresh_token(
+    body: RefreshRequest, session: Session, settings: AppSettings
+) -> TokenResponse:
+    """Trade a refresh token for a new access token and a new refresh token; the old one stops
+    working. Presenting a refresh token a second time signs its session out entirely."""
+    return _token_response(
+        await sessions.refresh(session, settings.auth, refresh_token=body.refresh_token)
+    )
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["OAuth2"])
+async def logout(session: Session, signed_in: SignedInUser) -> Response:
+    """End this session: its access and refresh tokens stop working at once."""
+    await sessions.end(session, session_id=signed_in.session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/auth/logout-all", status_code=status.HTTP_204_NO_CONTENT, tags=["OAuth2"])
+async def logout_all(session: Session, signed_in: SignedInUser) -> Response:
+    """End every session of the user, on every device."""
+    await sessions.end_all(session, user_id=signed_in.user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

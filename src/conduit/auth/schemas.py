@@ -1,7 +1,14 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from conduit.schemas import NotBlank, Schema, reject_blank
 
@@ -94,3 +101,16 @@ class User(Schema):
 
 class UserResponse(Schema):
     user: User
+
+
+class TokenResponse(BaseModel):
+    """RFC 6749 section 5.1, hence snake_case."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=2048)]

@@ -1,15 +1,26 @@
+import uuid
+
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.auth.models import User
+from conduit.auth import sessions
+from conduit.auth.models import AuthSession, User
 from conduit.auth.passwords import PasswordHasher
+from conduit.auth.principal import Principal
 from conduit.auth.schemas import NewUser, UpdateUser
-from conduit.errors import Conflict, Unauthorized
+from conduit.errors import Conflict, Forbidden
 
 
-async def get_by_id(session: AsyncSession, user_id: int) -> User | None:
-    return await session.get(User, user_id)
+async def get_for_session(
+    session: AsyncSession, *, user_id: int, session_id: uuid.UUID
+) -> User | None:
+    """The user, if the sign-in session their token names is still open."""
+    return await session.scalar(
+        select(User)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.id == user_id, AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+    )
 
 
 async def _ensure_unique(
@@ -57,19 +68,28 @@ async def register(session: AsyncSession, hasher: PasswordHasher, *, new_user: N
 
 
 async def authenticate(
-    session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str
-) -> User:
-    user = await session.scalar(select(User).where(User.email == email))
+    session: AsyncSession, hasher: PasswordHasher, *, login: str, password: str
+) -> User | None:
+    """The user whose email or username is `login`, if `password` is theirs.
+
+    An unknown login costs a full hash too, so that timing does not tell which part was wrong.
+    """
+    user = await session.scalar(
+        select(User).where(or_(User.email == login.lower(), User.username == login))
+    )
     password_matches = await hasher.verify(user.password_hash if user else None, password)
-    if user is None or not password_matches:
-        raise Unauthorized("credentials", "invalid")
-    return user
+    return user if user is not None and password_matches else None
 
 
 async def update(
-    session: AsyncSession, hasher: PasswordHasher, *, user: User, changes: UpdateUser
+    session: AsyncSession, hasher: PasswordHasher, *, principal: Principal, changes: UpdateUser
 ) -> User:
+    """Apply the fields sent. A new password ends every other session of the user; an API key
+    may not change the credentials (email, password) at all."""
+    user = principal.user
     fields = changes.model_fields_set
+    if principal.via_api_key and fields & {"email", "password"}:
+        raise Forbidden("api_key", "can't change email or password")
     username = changes.username if "username" in fields else None
     email = changes.email if "email" in fields else None
     await _ensure_unique(session, username=username, email=email, exclude_id=user.id)
@@ -79,6 +99,7 @@ async def update(
         user.email = email
     if changes.password is not None:
         user.password_hash = await hasher.hash(changes.password)
+        await sessions.end_all(session, user_id=user.id, keep=principal.session_id)
     if "bio" in fields:
         user.bio = changes.bio
     if "image" in fields:

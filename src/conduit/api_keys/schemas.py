@@ -1,0 +1,45 @@
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+
+from conduit.auth.principal import Scope
+from conduit.schemas import NotBlank, Schema, Timestamp
+
+
+def _in_the_future(value: datetime | None) -> datetime | None:
+    if value is not None and value <= datetime.now(UTC):
+        raise ValueError("must be in the future")
+    return value
+
+
+class NewApiKey(Schema):
+    name: Annotated[str, NotBlank, StringConstraints(strip_whitespace=True, max_length=100)]
+    scopes: Annotated[set[Scope], Field(min_length=1)]
+    expires_at: Annotated[AwareDatetime | None, AfterValidator(_in_the_future)] = None
+
+
+class NewApiKeyRequest(Schema):
+    api_key: NewApiKey
+
+
+class ApiKey(Schema):
+    id: int
+    name: str
+    scopes: list[Scope]
+    prefix: str
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    last_used_at: Timestamp | None
+
+
+class CreatedApiKey(ApiKey):
+    key: str = Field(description="The secret, shown only in this response. Send it as X-API-Key.")
+
+
+class CreatedApiKeyResponse(Schema):
+    api_key: CreatedApiKey
+
+
+class ApiKeysResponse(Schema):
+    api_keys: list[ApiKey]

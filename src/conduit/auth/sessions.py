@@ -1,0 +1,135 @@
+"""Sign-in sessions and their rotating refresh tokens.
+
+A session is created by every sign-in (RealWorld login or registration, or the OAuth2 password
+grant) and named in every access token issued for it, so ending it ends those tokens at once.
+Refresh tokens are opaque random strings stored as SHA-256 hashes; each is used once, and using
+one twice ends its session (OAuth 2.0 Security BCP, section 4.14).
+"""
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.auth.models import AuthSession, RefreshToken, User
+from conduit.auth.tokens import create_access_token
+from conduit.config import AuthSettings
+from conduit.database import utcnow
+from conduit.errors import Unauthorized
+
+
+class RefreshTokenReused(Unauthorized):
+    """The session is revoked, and that must stick although the request fails."""
+
+    keeps_changes = True
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def start(session: AsyncSession, *, user: User) -> uuid.UUID:
+    auth_session = AuthSession(id=uuid.uuid4(), user_id=user.id)
+    session.add(auth_session)
+    await session.flush()
+    return auth_session.id
+
+
+async def realworld_token(session: AsyncSession, settings: AuthSettings, *, user: User) -> str:
+    """A new session and the long-lived access token RealWorld clients keep."""
+    session_id = await start(session, user=user)
+    return create_access_token(
+        settings, user_id=user.id, session_id=session_id, ttl_seconds=settings.token_ttl_seconds
+    )
+
+
+async def _issue_pair(
+    session: AsyncSession, settings: AuthSettings, *, user_id: int, session_id: uuid.UUID
+) -> TokenPair:
+    refresh_token = secrets.token_urlsafe(32)
+    session.add(
+        RefreshToken(
+            session_id=session_id,
+            token_hash=_hash(refresh_token),
+            expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_seconds),
+        )
+    )
+    access_token = create_access_token(
+        settings,
+        user_id=user_id,
+        session_id=session_id,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    return TokenPair(access_token, settings.access_token_ttl_seconds, refresh_token)
+
+
+async def start_oauth(session: AsyncSession, settings: AuthSettings, *, user: User) -> TokenPair:
+    session_id = await start(session, user=user)
+    return await _issue_pair(session, settings, user_id=user.id, session_id=session_id)
+
+
+async def refresh(
+    session: AsyncSession, settings: AuthSettings, *, refresh_token: str
+) -> TokenPair:
+    """Trade a refresh token for a new pair. The claim is one atomic UPDATE, so of two
+    concurrent refreshes with the same token exactly one wins; the other counts as reuse."""
+    now = utcnow()
+    token_hash = _hash(refresh_token)
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == token_hash,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(RefreshToken.session_id)
+    )
+    session_id = claimed.scalar_one_or_none()
+    if session_id is None:
+        replayed = await session.scalar(
+            select(RefreshToken.session_id).where(
+                RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_not(None)
+            )
+        )
+        if replayed is not None:
+            await end(session, session_id=replayed)
+            raise RefreshTokenReused("refresh_token")
+        raise Unauthorized("refresh_token")
+    user_id = await session.scalar(
+        select(AuthSession.user_id).where(
+            AuthSession.id == session_id, AuthSession.revoked_at.is_(None)
+        )
+    )
+    if user_id is None:
+        raise Unauthorized("refresh_token")
+    return await _issue_pair(session, settings, user_id=user_id, session_id=session_id)
+
+
+async def end(session: AsyncSession, *, session_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def end_all(session: AsyncSession, *, user_id: int, keep: uuid.UUID | None = None) -> None:
+    """End every session of the user, except `keep` when given."""
+    query = update(AuthSession).where(
+        AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(AuthSession.id != keep)
+    await session.execute(query.values(revoked_at=utcnow()))
