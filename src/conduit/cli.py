@@ -1,6 +1,9 @@
-"""The `conduit` command: `serve` runs the API, `migrate` brings the database schema up to date."""
+"""The `conduit` command: `serve` runs the API, `migrate` brings the database schema up to date,
+`seed` fills an empty database with realistic data."""
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -8,6 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from conduit import migrations
+from conduit import seed as seeding
 from conduit.config import Settings
 from conduit.database import create_engine
 
@@ -62,3 +66,43 @@ def migrate(
 
     asyncio.run(run())
     typer.echo(f"Database migrated to {revision}.")
+
+
+async def _seed(settings: Settings, scale: seeding.Scale, random_seed: int) -> dict[str, int]:
+    engine = create_engine(settings.database)
+    try:
+        async with engine.begin() as connection:
+            await seeding.ensure_ready(connection)
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            plan = seeding.plan(scale, seed=random_seed, now=today)
+            with typer.progressbar(length=sum(plan.counts.values()), label="Seeding") as bar:
+                await seeding.seed(connection, plan, on_progress=bar.update)
+    finally:
+        await engine.dispose()
+    return plan.counts
+
+
+@app.command()
+def seed(
+    scale: Annotated[
+        seeding.ScaleName,
+        typer.Option(
+            help="small: 1k articles; medium: 10k; large: 100k articles and 1.2M favorites."
+        ),
+    ] = seeding.ScaleName.SMALL,
+    random_seed: Annotated[
+        int, typer.Option("--seed", help="The same seed on the same day gives the same data.")
+    ] = 1,
+) -> None:
+    """Fill an empty, migrated database with realistic users, articles, tags, follows,
+    favorites and comments, over the two years before today. Every seeded user signs in as
+    <username>@example.com with the password `conduit-seed-password`."""
+    settings = _load_settings()
+    started = time.monotonic()
+    try:
+        counts = asyncio.run(_seed(settings, seeding.SCALES[scale], random_seed))
+    except seeding.DatabaseNotReady as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from exc
+    summary = ", ".join(f"{count:,} {table}" for table, count in counts.items())
+    typer.echo(f"Seeded {summary} in {time.monotonic() - started:.1f} s.")

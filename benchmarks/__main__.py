@@ -1,0 +1,255 @@
+"""`./dev bench`: seed PostgreSQL, start Conduit and the floor, drive both with wrk, and report.
+
+See docs/benchmarks.md for what each scenario and measurement means.
+"""
+
+import asyncio
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from benchmarks import database, measure, report, scenarios, servers, wrk
+from benchmarks.explain import explain
+from benchmarks.measure import HalfCapacity, Load, ProbeResult, ScenarioResult
+from benchmarks.scenarios import Scenario
+from conduit.seed import ScaleName
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Loopback only, for tokens that live as long as a run.
+SECRET = "conduit-benchmark-secret-that-never-leaves-loopback"  # noqa: S105
+EXTRAS = ("probe", "half")
+ALL = ("list", "list-auth", "feed", "article", "comments", "tags", "mixed", "login", *EXTRAS)
+
+app = typer.Typer(add_completion=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    probe_rate: float
+    probe_seconds: int
+    half_seconds: float
+
+
+def _machine() -> dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        "unknown",
+    )
+    meminfo = Path("/proc/meminfo").read_text().split()
+    memory_kib = int(meminfo[meminfo.index("MemTotal:") + 1])
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": f"{memory_kib / 1024**2:.1f} GiB",
+        "kernel": platform.release(),
+    }
+
+
+def _versions(url: str) -> dict[str, str]:
+    packages = ("uvicorn", "fastapi", "pydantic", "sqlalchemy", "asyncpg", "uvloop", "httptools")
+    return {
+        "Python": platform.python_version(),
+        "PostgreSQL": database.postgres_version(url),
+        "wrk": wrk.version().removeprefix("wrk "),
+        **{package: metadata.version(package) for package in packages},
+    }
+
+
+def _split(value: str, allowed: tuple[str, ...], option: str) -> list[str]:
+    chosen = [item.strip() for item in value.split(",") if item.strip()]
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown or not chosen:
+        raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=option)
+    return chosen
+
+
+def _measure_scenarios(
+    chosen: list[Scenario],
+    *,
+    targets: dict[str, servers.Target],
+    pids: dict[str, int],
+    load: Load,
+    fixtures: database.Fixtures,
+    url: str,
+) -> list[ScenarioResult]:
+    results = []
+    for scenario in chosen:
+        print(f"{scenario.name}: {scenario.title}", flush=True)
+        if "floor" in scenario.targets:
+            measure.verify_same_json(scenario, targets)
+        requests_file = RESULTS / "tmp" / f"{scenario.name}.tsv"
+        results.append(measure.scenario(scenario, targets, pids, requests_file, load))
+        if scenario.name == "mixed":
+            # Writes wrk sent last may still be committing when it returns.
+            time.sleep(measure.SETTLE_SECONDS)
+            database.restore(url, fixtures)
+    return results
+
+
+def _half_capacity(
+    measured: list[ScenarioResult],
+    targets: dict[str, servers.Target],
+    pids: dict[str, int],
+    load: Load,
+    seconds: float,
+) -> dict[str, HalfCapacity]:
+    listing = next((result for result in measured if result.name == "list"), None)
+    if listing is None:
+        list_scenario = Scenario(
+            "list", "max", scenarios.BOTH, [wrk.Request("GET", scenarios.LIST)]
+        )
+        single = Load(load.seconds, load.warmup_seconds, 1, load.connections, load.threads)
+        listing = measure.scenario(
+            list_scenario, targets, pids, RESULTS / "tmp" / "list.tsv", single
+        )
+    print("half: GET /api/articles?limit=20 at half the measured maximum", flush=True)
+    return {
+        name: measure.half_capacity(
+            targets[name],
+            [wrk.Request("GET", scenarios.LIST)],
+            max_rps=summary.rps,
+            seconds=seconds,
+        )
+        for name, summary in listing.targets.items()
+    }
+
+
+def _probe(
+    conduit: servers.Target, fixtures: database.Fixtures, rate: float, seconds: int, load: Load
+) -> ProbeResult:
+    print(f"probe: article latency at {rate:.0f} req/s, alone then during logins", flush=True)
+    logins_file = wrk.write_requests(
+        RESULTS / "tmp" / "probe-logins.tsv",
+        [scenarios.login(email) for email in fixtures.reader_emails],
+    )
+    probe = [wrk.Request("GET", f"/api/articles/{slug}") for slug in fixtures.slugs]
+    return measure.probe_under_logins(
+        conduit,
+        probe,
+        logins_file,
+        rate=rate,
+        seconds=seconds,
+        login_connections=load.connections,
+    )
+
+
+def _run_scale(
+    scale: str,
+    names: list[str],
+    load: Load,
+    *,
+    workers: int,
+    port: int,
+    seed: int,
+    extras: Extras,
+) -> tuple[report.ScaleResult, str]:
+    print(f"== scale {scale}", flush=True)
+    prepared = database.prepare(scale, seed)
+    targets = {
+        "conduit": servers.conduit(port, workers),
+        "floor": servers.floor(port + 1, workers),
+    }
+    env = database.server_env(prepared.url, SECRET)
+    with servers.running(list(targets.values()), env, RESULTS / "tmp") as pids:
+        fixtures = database.fixtures(prepared.url)
+        tokens = measure.tokens(targets["conduit"].base_url, fixtures.reader_emails)
+        chosen = [s for s in scenarios.build(fixtures, tokens) if s.name in names]
+        measured = _measure_scenarios(
+            chosen, targets=targets, pids=pids, load=load, fixtures=fixtures, url=prepared.url
+        )
+        probe = (
+            _probe(targets["conduit"], fixtures, extras.probe_rate, extras.probe_seconds, load)
+            if "probe" in names
+            else None
+        )
+        half = (
+            _half_capacity(measured, targets, pids, load, extras.half_seconds)
+            if "half" in names
+            else {}
+        )
+        token = measure.tokens(targets["conduit"].base_url, fixtures.reader_emails[:1])
+        explained = asyncio.run(explain(prepared.url, SECRET, next(iter(token.values()))))
+    result = report.ScaleResult(
+        scale=scale,
+        database=database.without_password(prepared.url),
+        reused=prepared.reused,
+        seed_seconds=prepared.seed_seconds,
+        counts=prepared.counts,
+        scenarios=measured,
+        probe=probe,
+        half_capacity=half,
+        explain=explained,
+    )
+    return result, prepared.url
+
+
+@app.command()
+def main(
+    *,
+    scale: Annotated[ScaleName, typer.Option(help="Dataset size.")] = ScaleName.SMALL,
+    scales: Annotated[
+        str | None,
+        typer.Option(help="Compare scales, e.g. small,large: every scenario runs at each."),
+    ] = None,
+    scenario_names: Annotated[
+        str, typer.Option("--scenarios", help=f"Comma-separated, from {', '.join(ALL)}.")
+    ] = ",".join(ALL),
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes per server.")] = 2,
+    duration: Annotated[int, typer.Option(min=1, help="Seconds per trial.")] = 10,
+    trials: Annotated[int, typer.Option(min=1, help="Trials per scenario and target.")] = 3,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up seconds per target.")] = 2,
+    connections: Annotated[int, typer.Option(min=1, help="wrk connections.")] = 32,
+    threads: Annotated[int, typer.Option(min=1, help="wrk threads.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the dataset.")] = 1,
+    probe_rate: Annotated[float, typer.Option(min=1, help="Probe req/s.")] = 20,
+    probe_seconds: Annotated[int, typer.Option(min=1, help="Probe seconds.")] = 10,
+    half_seconds: Annotated[float, typer.Option(min=1, help="Half-capacity seconds.")] = 10,
+    port: Annotated[int, typer.Option(help="Conduit's port; the floor's is the next.")] = 8700,
+    update_doc: Annotated[bool, typer.Option(help="Rewrite docs/benchmarks.md's section.")] = True,
+) -> None:
+    """Benchmark Conduit against the floor on a seeded PostgreSQL database."""
+    wrk.ensure_installed()
+    names = _split(scenario_names, ALL, "--scenarios")
+    chosen_scales = _split(scales, tuple(ScaleName), "--scales") if scales else [scale.value]
+    (RESULTS / "tmp").mkdir(parents=True, exist_ok=True)
+    load = Load(duration, warmup, trials, connections, threads)
+    extras = Extras(probe_rate, probe_seconds, half_seconds)
+    started = datetime.now(UTC)
+    results, url = [], ""
+    for name in chosen_scales:
+        result, url = _run_scale(
+            name, names, load, workers=workers, port=port, seed=seed, extras=extras
+        )
+        results.append(result)
+    run = report.Run(
+        started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        finished_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        command=" ".join(["./dev bench", *sys.argv[1:]]),
+        machine=_machine(),
+        versions=_versions(url),
+        options={
+            "workers": workers,
+            "duration": duration,
+            "trials": trials,
+            "warmup": warmup,
+            "connections": connections,
+            "threads": threads,
+            "seed": seed,
+        },
+        scales=results,
+    )
+    path = report.write(run, RESULTS, update_doc=update_doc)
+    print(report.markdown(run))
+    print(f"Results: {path}")
+
+
+app()

@@ -1,0 +1,113 @@
+"""EXPLAIN (ANALYZE, BUFFERS) of the exact statements Conduit runs for the list and the feed.
+
+Conduit runs in-process (its app factory, through httpx's ASGI transport) against the benchmark
+database; a listener on every SQLAlchemy engine records each statement with its parameters, which
+are then explained on a connection of our own. Nothing is reconstructed by hand, so the plans
+follow Conduit's queries as they change.
+"""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, ExecutionContext
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from conduit.config import AuthSettings, DatabaseSettings, Settings
+from conduit.main import create_app
+
+ENDPOINTS = {"list": "/api/articles?limit=20", "feed": "/api/articles/feed?limit=20"}
+_SEQ_SCAN = re.compile(r"Seq Scan on (\w+)")
+_EXECUTION = re.compile(r"Execution Time: ([\d.]+) ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    endpoint: str
+    label: str
+    sql: str
+    parameters: str
+    execution_ms: float
+    seq_scans: list[str]
+    plan: str
+
+
+def _label(statement: str) -> str:
+    normalized = " ".join(statement.split()).lower()
+    if normalized.startswith("select count("):
+        return "count"
+    if " limit " in normalized:
+        return "page"
+    if "article_tags" in normalized:
+        return "tags"
+    table = re.search(r" from (\w+)", normalized)
+    return table.group(1) if table else "other"
+
+
+async def _record(url: str, secret: str, token: str) -> list[tuple[str, str, Sequence[object]]]:
+    """(endpoint, statement, parameters) for every SELECT Conduit runs for ENDPOINTS."""
+    settings = Settings(
+        database=DatabaseSettings(url=url), auth=AuthSettings(secret_key=SecretStr(secret))
+    )
+    app = create_app(settings)
+    statements: list[tuple[str, Sequence[object]]] = []
+
+    def record(
+        _connection: Connection,
+        _cursor: DBAPICursor,
+        statement: str,
+        parameters: object,
+        _context: ExecutionContext | None,
+        _executemany: bool,
+    ) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and isinstance(parameters, Sequence):
+            statements.append((statement, tuple(parameters)))
+
+    recorded = []
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
+        ):
+            for endpoint, path in ENDPOINTS.items():
+                statements.clear()
+                response = await client.get(path, headers={"Authorization": f"Token {token}"})
+                response.raise_for_status()
+                recorded += [(endpoint, *statement) for statement in statements]
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    return recorded
+
+
+async def explain(url: str, secret: str, token: str) -> list[Explained]:
+    recorded = await _record(url, secret, token)
+    engine = create_async_engine(DatabaseSettings(url=url).sqlalchemy_url)
+    explained = []
+    try:
+        async with engine.connect() as connection:
+            for endpoint, statement, parameters in recorded:
+                result = await connection.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
+                )
+                plan = "\n".join(str(row[0]) for row in result)
+                execution = _EXECUTION.search(plan)
+                explained.append(
+                    Explained(
+                        endpoint=endpoint,
+                        label=_label(statement),
+                        sql=statement,
+                        parameters=repr(parameters),
+                        execution_ms=float(execution.group(1)) if execution else float("nan"),
+                        seq_scans=sorted(set(_SEQ_SCAN.findall(plan))),
+                        plan=plan,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    return explained

@@ -1,0 +1,142 @@
+"""An open-loop load generator: requests start on a fixed schedule, whether or not earlier ones
+have finished, and each latency counts from the scheduled start. wrk sends the next request
+only when a connection is free, so a slow server also slows its load down and hides its queue
+(coordinated omission); this generator does not. HTTP/1.1 keep-alive over raw asyncio streams,
+so that the generator stays cheap next to the servers it measures."""
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+import uvloop
+
+from benchmarks.wrk import Request
+
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateResult:
+    target_rps: float
+    achieved_rps: float
+    requests: int
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    generator_cpu_seconds: float
+
+
+def _encode(request: Request, host: str) -> bytes:
+    lines = [f"{request.method} {request.path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in request.headers.items()]
+    body = (request.body or "").encode()
+    if body:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise ValueError("a response without Content-Length")
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class _Client:
+    def __init__(self, host: str, port: int, connections: int) -> None:
+        self.host, self.port = host, port
+        self.idle: asyncio.Queue[Connection] = asyncio.Queue()
+        self.slots = asyncio.Semaphore(connections)
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    async def _exchange(self, connection: Connection, payload: bytes) -> int:
+        reader, writer = connection
+        writer.write(payload)
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(_content_length(head))
+        return int(head.split(b" ", 2)[1])
+
+    async def send(self, payload: bytes, scheduled: float) -> None:
+        async with self.slots:
+            connection = (
+                self.idle.get_nowait()
+                if not self.idle.empty()
+                else await asyncio.open_connection(self.host, self.port)
+            )
+            try:
+                status = await asyncio.wait_for(
+                    self._exchange(connection, payload), REQUEST_TIMEOUT_SECONDS
+                )
+            except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+                self.errors += 1
+                connection[1].close()
+                return
+            self.idle.put_nowait(connection)
+        self.latencies.append(time.monotonic() - scheduled)
+        if not HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
+            self.errors += 1
+
+    def close(self) -> None:
+        while not self.idle.empty():
+            self.idle.get_nowait()[1].close()
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+
+
+async def _run(
+    base_url: str, requests: Sequence[Request], rate: float, seconds: float, connections: int
+) -> RateResult:
+    url = urlsplit(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    payloads = [_encode(request, f"{host}:{port}") for request in requests]
+    client = _Client(host, port, connections)
+    cpu_before = time.process_time()
+    start = time.monotonic()
+    tasks = []
+    for number in range(int(rate * seconds)):
+        scheduled = start + number / rate
+        await asyncio.sleep(max(0.0, scheduled - time.monotonic()))
+        payload = payloads[number % len(payloads)]
+        tasks.append(asyncio.create_task(client.send(payload, scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.monotonic() - start
+    client.close()
+    latencies = sorted(client.latencies)
+    return RateResult(
+        target_rps=rate,
+        achieved_rps=len(latencies) / elapsed,
+        requests=len(tasks),
+        errors=client.errors,
+        p50_ms=statistics.median(latencies) * 1000 if latencies else float("nan"),
+        p90_ms=_percentile(latencies, 0.9) * 1000,
+        p99_ms=_percentile(latencies, 0.99) * 1000,
+        max_ms=latencies[-1] * 1000 if latencies else float("nan"),
+        generator_cpu_seconds=time.process_time() - cpu_before,
+    )
+
+
+def run_at_rate(
+    base_url: str,
+    requests: Sequence[Request],
+    *,
+    rate: float,
+    seconds: float,
+    connections: int = 64,
+) -> RateResult:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_run(base_url, requests, rate, seconds, connections))

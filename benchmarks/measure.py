@@ -1,0 +1,229 @@
+"""Trials: Conduit and the floor alternate, and each scenario's ratio is the median of the
+Conduit/floor ratios of the trials run side by side."""
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from benchmarks import loadgen, wrk
+from benchmarks.loadgen import RateResult
+from benchmarks.scenarios import Scenario, login
+from benchmarks.servers import RssSampler, Target
+from benchmarks.wrk import Request
+
+KIB_PER_MIB = 1024
+# Logins queue argon2 work that outlives the wrk run that sent them; measurements at a fixed
+# rate start only after it has drained.
+SETTLE_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    seconds: int
+    warmup_seconds: int
+    trials: int
+    connections: int
+    threads: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    errors: int
+    peak_rss_mib: float
+    peak_process_rss_mib: float
+    processes: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSummary:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    peak_rss_mib: float
+    peak_process_rss_mib: float
+    processes: int
+    trials: list[Trial]
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    name: str
+    title: str
+    targets: dict[str, TargetSummary]
+    ratios: list[float]
+    ratio: float | None
+
+
+def tokens(base_url: str, emails: Sequence[str]) -> dict[str, str]:
+    """A fresh RealWorld token for each email, from Conduit's own login."""
+    issued = {}
+    for email in emails:
+        request = login(email)
+        response = httpx.post(
+            base_url + request.path,
+            content=request.body,
+            headers={"Content-Type": "application/json"},
+        )
+        response.raise_for_status()
+        issued[email] = response.json()["user"]["token"]
+    return issued
+
+
+def verify_same_json(scenario: Scenario, targets: Mapping[str, Target]) -> None:
+    """Before any timing: every distinct request gets equal parsed JSON from both targets."""
+    for request in dict.fromkeys(scenario.requests):
+        bodies = [
+            httpx.request(
+                request.method, targets[name].base_url + request.path, headers=request.headers
+            )
+            for name in scenario.targets
+        ]
+        if any(body.status_code != httpx.codes.OK for body in bodies):
+            raise SystemExit(f"{scenario.name}: {request.path} failed: {[b.text for b in bodies]}")
+        if bodies[0].json() != bodies[1].json():
+            raise SystemExit(
+                f"{scenario.name}: Conduit and the floor disagree on {request.path}:\n"
+                f"conduit: {bodies[0].text[:2000]}\nfloor:   {bodies[1].text[:2000]}"
+            )
+
+
+def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
+    with RssSampler(pid) as rss:
+        result = wrk.run(
+            target.base_url,
+            requests_file,
+            seconds=load.seconds,
+            connections=load.connections,
+            threads=load.threads,
+        )
+    return Trial(
+        rps=result.rps,
+        p50_ms=result.p50_ms,
+        p90_ms=result.p90_ms,
+        p99_ms=result.p99_ms,
+        max_ms=result.max_ms,
+        requests=result.requests,
+        errors=result.errors,
+        peak_rss_mib=rss.peak_total_kib / KIB_PER_MIB,
+        peak_process_rss_mib=rss.peak_process_kib / KIB_PER_MIB,
+        processes=rss.processes,
+    )
+
+
+def _summary(trials: list[Trial]) -> TargetSummary:
+    return TargetSummary(
+        rps=statistics.median(trial.rps for trial in trials),
+        p50_ms=statistics.median(trial.p50_ms for trial in trials),
+        p99_ms=statistics.median(trial.p99_ms for trial in trials),
+        errors=sum(trial.errors for trial in trials),
+        peak_rss_mib=max(trial.peak_rss_mib for trial in trials),
+        peak_process_rss_mib=max(trial.peak_process_rss_mib for trial in trials),
+        processes=max(trial.processes for trial in trials),
+        trials=trials,
+    )
+
+
+def scenario(
+    chosen: Scenario,
+    targets: Mapping[str, Target],
+    pids: Mapping[str, int],
+    requests_file: Path,
+    load: Load,
+) -> ScenarioResult:
+    wrk.write_requests(requests_file, chosen.requests)
+    for name in chosen.targets if load.warmup_seconds else ():
+        warmup = Load(load.warmup_seconds, 0, 1, load.connections, load.threads)
+        _trial(targets[name], pids[name], requests_file, warmup)
+    trials: dict[str, list[Trial]] = {name: [] for name in chosen.targets}
+    for number in range(load.trials):
+        order = chosen.targets if number % 2 == 0 else chosen.targets[::-1]
+        for name in order:
+            trial = _trial(targets[name], pids[name], requests_file, load)
+            trials[name].append(trial)
+            print(
+                f"  {chosen.name:<10} {name:<8} trial {number + 1}: {trial.rps:8.1f} rps"
+                f"  p50 {trial.p50_ms:7.1f} ms  p99 {trial.p99_ms:7.1f} ms"
+                f"  errors {trial.errors}  rss {trial.peak_rss_mib:.0f} MiB",
+                flush=True,
+            )
+    ratios = (
+        [
+            conduit.rps / floor.rps
+            for conduit, floor in zip(trials["conduit"], trials["floor"], strict=True)
+        ]
+        if "floor" in trials
+        else []
+    )
+    return ScenarioResult(
+        name=chosen.name,
+        title=chosen.title,
+        targets={name: _summary(runs) for name, runs in trials.items()},
+        ratios=ratios,
+        ratio=statistics.median(ratios) if ratios else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """GET /api/articles/{slug} latency at a low, fixed rate: alone, then while logins run."""
+
+    rate: float
+    alone: RateResult
+    with_logins: RateResult
+    login_rps: float
+    login_errors: int
+    login_connections: int
+
+
+def probe_under_logins(
+    conduit: Target,
+    probe: Sequence[Request],
+    logins_file: Path,
+    *,
+    rate: float,
+    seconds: int,
+    login_connections: int,
+) -> ProbeResult:
+    time.sleep(SETTLE_SECONDS)
+    alone = loadgen.run_at_rate(conduit.base_url, probe, rate=rate, seconds=seconds)
+    command = ["wrk", "-t1", f"-c{login_connections}", f"-d{seconds + 2}s", "--timeout=10s"]
+    command += ["-s", str(wrk.SCRIPT), conduit.base_url, "--", str(logins_file)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as logins:
+        time.sleep(1)
+        during = loadgen.run_at_rate(conduit.base_url, probe, rate=rate, seconds=seconds)
+        output, _ = logins.communicate()
+    summary = wrk.parse(output)
+    return ProbeResult(rate, alone, during, summary.rps, summary.errors, login_connections)
+
+
+@dataclass(frozen=True, slots=True)
+class HalfCapacity:
+    max_rps: float
+    result: RateResult
+
+
+def half_capacity(
+    target: Target, requests: Sequence[Request], *, max_rps: float, seconds: float
+) -> HalfCapacity:
+    time.sleep(SETTLE_SECONDS)
+    result = loadgen.run_at_rate(target.base_url, requests, rate=max_rps / 2, seconds=seconds)
+    if result.achieved_rps < 0.95 * result.target_rps:
+        print(
+            f"  warning: the generator reached {result.achieved_rps:.0f} of {result.target_rps:.0f}"
+            " requests/s",
+            file=sys.stderr,
+        )
+    return HalfCapacity(max_rps, result)

@@ -1,0 +1,157 @@
+"""The two servers under test as child processes, and the memory of their process trees."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 20.0
+RSS_SAMPLE_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    port: int
+    command: list[str]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def conduit(port: int, workers: int) -> Target:
+    serve = ["serve", "--port", str(port), "--workers", str(workers), "--no-access-log"]
+    return Target("conduit", port, [sys.executable, "-m", "conduit", *serve])
+
+
+def floor(port: int, workers: int) -> Target:
+    serve = ["--port", str(port), "--workers", str(workers)]
+    return Target("floor", port, [sys.executable, "-m", "benchmarks.floor", *serve])
+
+
+def _wait_ready(target: Target, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{target.name} exited at start-up; see {log}")
+        try:
+            if httpx.get(f"{target.base_url}/api/tags", timeout=2).status_code == httpx.codes.OK:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"{target.name} did not answer within {READY_TIMEOUT_SECONDS} s; see {log}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's own process group (its workers), SIGKILL if it lingers."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def running(targets: list[Target], env: Mapping[str, str], logs: Path) -> Iterator[dict[str, int]]:
+    """Start every target (each in a process group of its own), yield their pids, stop them."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for target in targets:
+            log = logs / f"{target.name}.log"
+            with log.open("wb") as output:
+                processes[target.name] = subprocess.Popen(
+                    target.command,
+                    env=dict(env),
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            _wait_ready(target, processes[target.name], log)
+        yield {name: process.pid for name, process in processes.items()}
+    finally:
+        for process in processes.values():
+            _stop(process)
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # the process ended while we looked
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(root: int) -> list[int]:
+    children = _children()
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "")
+    return int(line.split()[1]) if line else 0
+
+
+@dataclass
+class RssSampler:
+    """Samples the resident memory of a process tree in the background, keeping the peaks."""
+
+    root: int
+    peak_total_kib: int = 0
+    peak_process_kib: int = 0
+    processes: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        tree = process_tree(self.root)
+        sizes = [_rss_kib(pid) for pid in tree]
+        self.processes = max(self.processes, len(tree))
+        self.peak_total_kib = max(self.peak_total_kib, sum(sizes))
+        self.peak_process_kib = max(self.peak_process_kib, *sizes)
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_SECONDS):
+            self._sample()
+
+    def __enter__(self) -> "RssSampler":
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
