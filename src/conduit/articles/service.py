@@ -1,10 +1,8 @@
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from slugify import slugify
-from sqlalchemy import ColumnElement, Row, Select, delete, exists, false, func, null, select, update
+from sqlalchemy import ColumnElement, delete, exists, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.articles.models import Article, Favorite
@@ -14,35 +12,23 @@ from conduit.database import insert, utcnow
 from conduit.errors import Conflict, Forbidden, NotFound
 from conduit.profiles import service as profiles_service
 from conduit.profiles.models import Follow
-from conduit.profiles.service import ProfileView
+from conduit.sql_json import (
+    as_text,
+    iso_timestamp,
+    json_array_agg,
+    json_bool,
+    json_document,
+    json_object,
+)
 from conduit.tags import service as tags_service
 
 SLUG_MAX_LENGTH = 100
 _SLUG_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class ArticleView:
-    slug: str
-    title: str
-    description: str
-    body: str | None
-    tag_list: list[str]
-    created_at: datetime
-    updated_at: datetime
-    favorited: bool
-    favorites_count: int
-    author: ProfileView
-
-
-@dataclass(frozen=True, slots=True)
-class ArticlePage:
-    articles: list[ArticleView]
-    articles_count: int
-
-
-def _select_views(viewer: User | None, *, with_body: bool) -> Select[tuple[object, ...]]:
-    """Everything an article shows, in one statement: author, counts and the viewer's flags."""
+def _document(viewer: User | None, *, with_body: bool) -> ColumnElement[str]:
+    """The article as the API shows it, built as JSON by the database: author, tags, favorite
+    count and the viewer's flags, in one expression over `articles` joined to `users`."""
     favorites_count = (
         select(func.count()).where(Favorite.article_id == Article.id).scalar_subquery()
     )
@@ -51,42 +37,24 @@ def _select_views(viewer: User | None, *, with_body: bool) -> Select[tuple[objec
         if viewer is not None
         else false()
     )
-    return select(
-        Article.id,
-        Article.slug,
-        Article.title,
-        Article.description,
-        Article.body if with_body else null().label("body"),
-        Article.created_at,
-        Article.updated_at,
-        favorited.label("favorited"),
-        favorites_count.label("favorites_count"),
-        User.username,
-        User.bio,
-        User.image,
-        profiles_service.following(viewer, Article.author_id).label("following"),
-    ).join(User, User.id == Article.author_id)
-
-
-async def _views(
-    session: AsyncSession, rows: Sequence[Row[tuple[object, ...]]]
-) -> list[ArticleView]:
-    tag_names = await tags_service.names_by_article(session, [row.id for row in rows])
-    return [
-        ArticleView(
-            slug=row.slug,
-            title=row.title,
-            description=row.description,
-            body=row.body,
-            tag_list=tag_names.get(row.id, []),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            favorited=row.favorited,
-            favorites_count=row.favorites_count,
-            author=ProfileView(row.username, row.bio, row.image, row.following),
-        )
-        for row in rows
-    ]
+    body = {"body": Article.body} if with_body else {}
+    return json_object(
+        slug=Article.slug,
+        title=Article.title,
+        description=Article.description,
+        **body,
+        tagList=tags_service.names_json(Article.id),
+        createdAt=iso_timestamp(Article.created_at),
+        updatedAt=iso_timestamp(Article.updated_at),
+        favorited=json_bool(favorited),
+        favoritesCount=favorites_count,
+        author=json_object(
+            username=User.username,
+            bio=User.bio,
+            image=User.image,
+            following=json_bool(profiles_service.following(viewer, Article.author_id)),
+        ),
+    )
 
 
 async def _page(
@@ -96,18 +64,30 @@ async def _page(
     filters: Sequence[ColumnElement[bool]],
     limit: int,
     offset: int,
-) -> ArticlePage:
-    count = await session.scalar(select(func.count()).select_from(Article).where(*filters))
-    rows = (
-        await session.execute(
-            _select_views(viewer, with_body=False)
-            .where(*filters)
-            .order_by(Article.created_at.desc(), Article.id.desc())
-            .limit(limit)
-            .offset(offset)
+) -> str:
+    """`{"articles": [...], "articlesCount": n}` in one statement, newest first."""
+    page = (
+        select(
+            _document(viewer, with_body=False).label("document"),
+            Article.created_at,
+            Article.id,
         )
-    ).all()
-    return ArticlePage(await _views(session, rows), count or 0)
+        .join(User, User.id == Article.author_id)
+        .where(*filters)
+        .order_by(Article.created_at.desc(), Article.id.desc())
+        .limit(limit)
+        .offset(offset)
+        .subquery()
+    )
+    newest_first = (page.c.created_at.desc(), page.c.id.desc())
+    articles = select(
+        json_array_agg(json_document(page.c.document), *newest_first)
+    ).scalar_subquery()
+    count = select(func.count()).select_from(Article).where(*filters).scalar_subquery()
+    result = await session.execute(
+        select(as_text(json_object(articles=articles, articlesCount=count)))
+    )
+    return result.scalar_one()
 
 
 def _user_id(username: str) -> ColumnElement[int]:
@@ -123,7 +103,7 @@ async def list_articles(
     favorited_by: str | None,
     limit: int,
     offset: int,
-) -> ArticlePage:
+) -> str:
     filters: list[ColumnElement[bool]] = []
     if tag is not None:
         filters.append(Article.id.in_(tags_service.articles_tagged(tag)))
@@ -138,7 +118,7 @@ async def list_articles(
     return await _page(session, viewer=viewer, filters=filters, limit=limit, offset=offset)
 
 
-async def feed(session: AsyncSession, *, viewer: User, limit: int, offset: int) -> ArticlePage:
+async def feed(session: AsyncSession, *, viewer: User, limit: int, offset: int) -> str:
     followed = select(Follow.followee_id).where(Follow.follower_id == viewer.id)
     return await _page(
         session,
@@ -149,14 +129,17 @@ async def feed(session: AsyncSession, *, viewer: User, limit: int, offset: int) 
     )
 
 
-async def get_view(session: AsyncSession, *, slug: str, viewer: User | None) -> ArticleView:
-    row = (
-        await session.execute(_select_views(viewer, with_body=True).where(Article.slug == slug))
-    ).first()
-    if row is None:
+async def get_json(session: AsyncSession, *, slug: str, viewer: User | None) -> str:
+    """`{"article": {...}}`, built by the database."""
+    document = await session.scalar(
+        select(as_text(json_object(article=_document(viewer, with_body=True))))
+        .select_from(Article)
+        .join(User, User.id == Article.author_id)
+        .where(Article.slug == slug)
+    )
+    if document is None:
         raise NotFound("article")
-    (view,) = await _views(session, [row])
-    return view
+    return document
 
 
 async def get_by_slug(session: AsyncSession, slug: str) -> Article | None:
