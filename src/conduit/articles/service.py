@@ -5,7 +5,7 @@ from slugify import slugify
 from sqlalchemy import ColumnElement, delete, exists, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.articles.models import Article, Favorite
+from conduit.articles.models import Article, ArticleTotal, Favorite
 from conduit.articles.schemas import NewArticle, UpdateArticle
 from conduit.auth.models import User
 from conduit.database import insert, utcnow
@@ -83,7 +83,11 @@ async def _page(
     articles = select(
         json_array_agg(json_document(page.c.document), *newest_first)
     ).scalar_subquery()
-    count = select(func.count()).select_from(Article).where(*filters).scalar_subquery()
+    count = (
+        select(func.count()).select_from(Article).where(*filters)
+        if filters
+        else select(ArticleTotal.count)
+    ).scalar_subquery()
     result = await session.execute(
         select(as_text(json_object(articles=articles, articlesCount=count)))
     )
@@ -174,6 +178,7 @@ async def create(session: AsyncSession, *, author: User, new: NewArticle) -> str
             .returning(Article.id)
         )
         if article_id is not None:
+            await session.execute(update(ArticleTotal).values(count=ArticleTotal.count + 1))
             await tags_service.set_article_tags(session, article_id=article_id, names=new.tag_list)
             return slug
     raise Conflict("slug")
@@ -199,6 +204,7 @@ async def update_article(
 async def delete_article(session: AsyncSession, *, article: Article, user: User) -> None:
     _ensure_author(article, user)
     await session.execute(delete(Article).where(Article.id == article.id))
+    await session.execute(update(ArticleTotal).values(count=ArticleTotal.count - 1))
 
 
 async def favorite(session: AsyncSession, *, article: Article, user: User) -> None:
