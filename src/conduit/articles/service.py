@@ -1,8 +1,22 @@
 import secrets
-from collections.abc import Sequence
+from functools import cache
 
 from slugify import slugify
-from sqlalchemy import ColumnElement, delete, exists, false, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    ScalarSelect,
+    Select,
+    String,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.articles.models import Article, ArticleTotal, Favorite
@@ -26,15 +40,27 @@ SLUG_MAX_LENGTH = 100
 _SLUG_ATTEMPTS = 3
 
 
-def _document(viewer: User | None, *, with_body: bool) -> ColumnElement[str]:
+# The reads are built once per shape and cached: compiling SQL per request cost more CPU than
+# running it. Per-request values travel as these bound parameters.
+_VIEWER_ID = bindparam("viewer_id", type_=Integer)
+_SLUG = bindparam("slug", type_=String)
+_TAG = bindparam("tag", type_=String)
+_AUTHOR = bindparam("author", type_=String)
+_FAVORITED_BY = bindparam("favorited_by", type_=String)
+_LIMIT = bindparam("limit", type_=Integer)
+_OFFSET = bindparam("offset", type_=Integer)
+
+
+def _document(*, signed_in: bool, with_body: bool) -> ColumnElement[str]:
     """The article as the API shows it, built as JSON by the database: author, tags, favorite
     count and the viewer's flags, in one expression over `articles` joined to `users`."""
+    viewer_id = _VIEWER_ID if signed_in else None
     favorites_count = (
         select(func.count()).where(Favorite.article_id == Article.id).scalar_subquery()
     )
     favorited = (
-        exists().where(Favorite.article_id == Article.id, Favorite.user_id == viewer.id)
-        if viewer is not None
+        exists().where(Favorite.article_id == Article.id, Favorite.user_id == viewer_id)
+        if signed_in
         else false()
     )
     body = {"body": Article.body} if with_body else {}
@@ -52,31 +78,42 @@ def _document(viewer: User | None, *, with_body: bool) -> ColumnElement[str]:
             username=User.username,
             bio=User.bio,
             image=User.image,
-            following=json_bool(profiles_service.following(viewer, Article.author_id)),
+            following=json_bool(profiles_service.following(viewer_id, Article.author_id)),
         ),
     )
 
 
-async def _page(
-    session: AsyncSession,
-    *,
-    viewer: User | None,
-    filters: Sequence[ColumnElement[bool]],
-    limit: int,
-    offset: int,
-) -> str:
+def _user_id(username: BindParameter[str]) -> ScalarSelect[int]:
+    return select(User.id).where(User.username == username).scalar_subquery()
+
+
+@cache
+def _page_statement(
+    *, signed_in: bool, feed: bool, tag: bool, author: bool, favorited_by: bool
+) -> Select[str]:
     """`{"articles": [...], "articlesCount": n}` in one statement, newest first."""
+    filters: list[ColumnElement[bool]] = []
+    if feed:
+        followed = select(Follow.followee_id).where(Follow.follower_id == _VIEWER_ID)
+        filters.append(Article.author_id.in_(followed))
+    if tag:
+        filters.append(Article.id.in_(tags_service.articles_tagged(_TAG)))
+    if author:
+        filters.append(Article.author_id == _user_id(_AUTHOR))
+    if favorited_by:
+        favorites = select(Favorite.article_id).where(Favorite.user_id == _user_id(_FAVORITED_BY))
+        filters.append(Article.id.in_(favorites))
     page = (
         select(
-            _document(viewer, with_body=False).label("document"),
+            _document(signed_in=signed_in, with_body=False).label("document"),
             Article.created_at,
             Article.id,
         )
         .join(User, User.id == Article.author_id)
         .where(*filters)
         .order_by(Article.created_at.desc(), Article.id.desc())
-        .limit(limit)
-        .offset(offset)
+        .limit(_LIMIT)
+        .offset(_OFFSET)
         .subquery()
     )
     newest_first = (page.c.created_at.desc(), page.c.id.desc())
@@ -88,14 +125,18 @@ async def _page(
         if filters
         else select(ArticleTotal.count)
     ).scalar_subquery()
-    result = await session.execute(
-        select(as_text(json_object(articles=articles, articlesCount=count)))
+    return select(as_text(json_object(articles=articles, articlesCount=count)))
+
+
+@cache
+def _article_statement(*, signed_in: bool) -> Select[str]:
+    """`{"article": {...}}` for the article named `slug`."""
+    return (
+        select(as_text(json_object(article=_document(signed_in=signed_in, with_body=True))))
+        .select_from(Article)
+        .join(User, User.id == Article.author_id)
+        .where(Article.slug == _SLUG)
     )
-    return result.scalar_one()
-
-
-def _user_id(username: str) -> ColumnElement[int]:
-    return select(User.id).where(User.username == username).scalar_subquery()
 
 
 async def list_articles(
@@ -108,38 +149,37 @@ async def list_articles(
     limit: int,
     offset: int,
 ) -> str:
-    filters: list[ColumnElement[bool]] = []
-    if tag is not None:
-        filters.append(Article.id.in_(tags_service.articles_tagged(tag)))
-    if author is not None:
-        filters.append(Article.author_id == _user_id(author))
-    if favorited_by is not None:
-        filters.append(
-            Article.id.in_(
-                select(Favorite.article_id).where(Favorite.user_id == _user_id(favorited_by))
-            )
-        )
-    return await _page(session, viewer=viewer, filters=filters, limit=limit, offset=offset)
+    statement = _page_statement(
+        signed_in=viewer is not None,
+        feed=False,
+        tag=tag is not None,
+        author=author is not None,
+        favorited_by=favorited_by is not None,
+    )
+    parameters = {
+        "viewer_id": viewer.id if viewer else None,
+        "tag": tag,
+        "author": author,
+        "favorited_by": favorited_by,
+        "limit": limit,
+        "offset": offset,
+    }
+    return (await session.execute(statement, parameters)).scalar_one()
 
 
 async def feed(session: AsyncSession, *, viewer: User, limit: int, offset: int) -> str:
-    followed = select(Follow.followee_id).where(Follow.follower_id == viewer.id)
-    return await _page(
-        session,
-        viewer=viewer,
-        filters=[Article.author_id.in_(followed)],
-        limit=limit,
-        offset=offset,
+    statement = _page_statement(
+        signed_in=True, feed=True, tag=False, author=False, favorited_by=False
     )
+    parameters = {"viewer_id": viewer.id, "limit": limit, "offset": offset}
+    return (await session.execute(statement, parameters)).scalar_one()
 
 
 async def get_json(session: AsyncSession, *, slug: str, viewer: User | None) -> str:
     """`{"article": {...}}`, built by the database."""
+    statement = _article_statement(signed_in=viewer is not None)
     document = await session.scalar(
-        select(as_text(json_object(article=_document(viewer, with_body=True))))
-        .select_from(Article)
-        .join(User, User.id == Article.author_id)
-        .where(Article.slug == slug)
+        statement, {"slug": slug, "viewer_id": viewer.id if viewer else None}
     )
     if document is None:
         raise NotFound("article")

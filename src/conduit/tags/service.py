@@ -1,4 +1,14 @@
-from sqlalchemy import ScalarSelect, Select, SQLColumnExpression, delete, exists, select
+from functools import cache
+
+from sqlalchemy import (
+    BindParameter,
+    ScalarSelect,
+    Select,
+    SQLColumnExpression,
+    delete,
+    exists,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.database import insert
@@ -6,7 +16,7 @@ from conduit.sql_json import as_text, json_array_agg, json_object
 from conduit.tags.models import ArticleTag, Tag
 
 
-def articles_tagged(name: str) -> Select[int]:
+def articles_tagged(name: str | BindParameter[str]) -> Select[int]:
     return (
         select(ArticleTag.article_id).join(Tag, Tag.id == ArticleTag.tag_id).where(Tag.name == name)
     )
@@ -25,8 +35,8 @@ def names_json(article_id: SQLColumnExpression[int]) -> ScalarSelect[str]:
     return select(json_array_agg(names.c.name, names.c.name)).scalar_subquery()
 
 
-async def list_tags_json(session: AsyncSession) -> str:
-    """`{"tags": [...]}`: every tag that at least one article carries, alphabetically."""
+@cache
+def _tags_statement() -> Select[str]:
     in_use = (
         select(Tag.name)
         .where(exists().where(ArticleTag.tag_id == Tag.id))
@@ -34,7 +44,12 @@ async def list_tags_json(session: AsyncSession) -> str:
         .subquery()
     )
     tags = select(json_array_agg(in_use.c.name, in_use.c.name)).scalar_subquery()
-    return (await session.execute(select(as_text(json_object(tags=tags))))).scalar_one()
+    return select(as_text(json_object(tags=tags)))
+
+
+async def list_tags_json(session: AsyncSession) -> str:
+    """`{"tags": [...]}`: every tag that at least one article carries, alphabetically."""
+    return (await session.execute(_tags_statement())).scalar_one()
 
 
 async def set_article_tags(session: AsyncSession, *, article_id: int, names: list[str]) -> None:
