@@ -38,6 +38,8 @@ async def test_concurrent_identical_titles_get_distinct_slugs(
     slugs = {article["slug"] for article in articles}
     assert len(slugs) == PARALLEL
     assert "same-title" in slugs
+    listed = await committing_client.get("/api/articles")
+    assert listed.json()["articlesCount"] == PARALLEL
 
 
 async def test_concurrent_favorites_count_exactly(committing_client: AsyncClient) -> None:

@@ -38,14 +38,15 @@ async def _count(
 
 
 ENDPOINTS = [
-    # (path, authenticated, statements)
-    ("/api/articles?limit=20", False, 3),  # count, page, tags
-    ("/api/articles?limit=20", True, 4),  # + the viewer
-    ("/api/articles?limit=20&tag=x", True, 4),
-    ("/api/articles?limit=20&favorited=reader", True, 4),
-    ("/api/articles/feed?limit=20", True, 4),
-    ("/api/articles/{slug}", False, 2),  # article, tags
-    ("/api/articles/{slug}", True, 3),
+    # (path, authenticated, statements): the article reads are one statement each (the JSON
+    # document, built by the database), plus one for the viewer when signed in.
+    ("/api/articles?limit=20", False, 1),
+    ("/api/articles?limit=20", True, 2),
+    ("/api/articles?limit=20&tag=x", True, 2),
+    ("/api/articles?limit=20&favorited=reader", True, 2),
+    ("/api/articles/feed?limit=20", True, 2),
+    ("/api/articles/{slug}", False, 1),
+    ("/api/articles/{slug}", True, 2),
     ("/api/articles/{slug}/comments", True, 3),  # viewer, article, comments
     ("/api/tags", False, 1),
     ("/api/profiles/author", True, 2),

@@ -1,6 +1,7 @@
 """Engine, sessions and the unit of work: the one place that commits."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -107,14 +108,38 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     )
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    """Where a request's session comes from: `reads` for GET, HEAD and OPTIONS, `writes` for
+    everything else."""
+
+    reads: async_sessionmaker[AsyncSession]
+    writes: async_sessionmaker[AsyncSession]
+
+
+def create_sessions(engine: AsyncEngine) -> Sessions:
+    """On PostgreSQL, reads run in autocommit: no BEGIN and COMMIT around a request that only
+    reads (and each of its statements sees committed data). SQLite keeps one path, since every
+    transaction there is serialised anyway."""
+    writes = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    if engine.dialect.name == "sqlite":
+        return Sessions(reads=writes, writes=writes)
+    reads = async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+    )
+    return Sessions(reads=reads, writes=writes)
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed when the endpoint returns, before the response
+    """One unit of work per request: committed when the endpoint returns, before the response
     is sent, and rolled back if anything raised."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    sessions: Sessions = request.app.state.sessions
+    sessionmaker = sessions.reads if request.method in _SAFE_METHODS else sessions.writes
     async with sessionmaker() as session:
         try:
             yield session

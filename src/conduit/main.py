@@ -14,7 +14,7 @@ from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
 from conduit.comments.router import router as comments_router
 from conduit.config import Settings
-from conduit.database import create_engine, create_sessionmaker
+from conduit.database import create_engine, create_sessions
 from conduit.errors import register_error_handlers
 from conduit.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from conduit.profiles.router import router as profiles_router
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await migrations.upgrade(engine)
         app.state.settings = settings
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.sessions = create_sessions(engine)
         app.state.password_hasher = PasswordHasher(settings.auth.hash_concurrency)
         try:
             yield

@@ -1,7 +1,7 @@
 """Every table, imported in one place so that Alembic and the tests see the whole schema."""
 
 from conduit.api_keys.models import ApiKey
-from conduit.articles.models import Article, Favorite
+from conduit.articles.models import Article, ArticleTotal, Favorite
 from conduit.auth.models import AuthSession, RefreshToken, User
 from conduit.comments.models import Comment
 from conduit.database import Base
@@ -12,6 +12,7 @@ __all__ = [
     "ApiKey",
     "Article",
     "ArticleTag",
+    "ArticleTotal",
     "AuthSession",
     "Base",
     "Comment",

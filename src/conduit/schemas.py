@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
+from fastapi import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 
@@ -35,3 +36,10 @@ class Schema(BaseModel):
         serialize_by_alias=True,
         from_attributes=True,
     )
+
+
+class JSONText(Response):
+    """A response whose body is JSON the database already built (see `conduit.sql_json`); the
+    route's `response_model` still documents its shape."""
+
+    media_type = "application/json"

@@ -221,6 +221,7 @@ async def test_delete_article_removes_comments_and_favorites(client: AsyncClient
     assert (await client.get(f"/api/articles/{slug}")).status_code == 404
     favorites = await client.get("/api/articles", params={"favorited": "jake"})
     assert favorites.json()["articlesCount"] == 0
+    assert (await client.get("/api/articles")).json()["articlesCount"] == 0
 
 
 async def test_only_the_author_changes_an_article(client: AsyncClient) -> None:

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.database import Base, UTCDateTime, utcnow
@@ -34,3 +34,14 @@ class Favorite(Base):
     article_id: Mapped[int] = mapped_column(
         ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+class ArticleTotal(Base):
+    """The number of articles, kept by the writes that change it, so that the unfiltered
+    `articlesCount` is one row read rather than a count over the whole table."""
+
+    __tablename__ = "article_totals"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    count: Mapped[int]

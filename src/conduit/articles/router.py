@@ -10,9 +10,9 @@ from conduit.articles.schemas import (
     NewArticleRequest,
     UpdateArticleRequest,
 )
-from conduit.articles.service import ArticlePage, ArticleView
 from conduit.auth.dependencies import CurrentUser, OptionalUser
 from conduit.database import Session
+from conduit.schemas import JSONText
 
 router = APIRouter(prefix="/articles", tags=["Articles"])
 
@@ -22,15 +22,7 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Articles to skip.
 Filter = Annotated[str | None, Query(max_length=255)]
 
 
-def _article(view: ArticleView) -> ArticleResponse:
-    return ArticleResponse.model_validate({"article": view})
-
-
-def _page(page: ArticlePage) -> MultipleArticlesResponse:
-    return MultipleArticlesResponse.model_validate(page)
-
-
-@router.get("")
+@router.get("", response_model=MultipleArticlesResponse)
 async def list_articles(
     *,
     session: Session,
@@ -40,7 +32,7 @@ async def list_articles(
     favorited: Filter = None,
     limit: Limit = 20,
     offset: Offset = 0,
-) -> MultipleArticlesResponse:
+) -> Response:
     """Most recent articles first, optionally filtered by tag, author or the username of a user
     who favorited them. `articlesCount` is the total before paging. Items carry no `body`."""
     page = await service.list_articles(
@@ -52,39 +44,38 @@ async def list_articles(
         limit=limit,
         offset=offset,
     )
-    return _page(page)
+    return JSONText(page)
 
 
-@router.get("/feed")
+@router.get("/feed", response_model=MultipleArticlesResponse)
 async def feed(
     session: Session, viewer: CurrentUser, limit: Limit = 20, offset: Offset = 0
-) -> MultipleArticlesResponse:
+) -> Response:
     """Most recent articles by the users you follow."""
-    return _page(await service.feed(session, viewer=viewer, limit=limit, offset=offset))
+    return JSONText(await service.feed(session, viewer=viewer, limit=limit, offset=offset))
 
 
-@router.get("/{slug}")
-async def get_article(slug: str, session: Session, viewer: OptionalUser) -> ArticleResponse:
-    return _article(await service.get_view(session, slug=slug, viewer=viewer))
+@router.get("/{slug}", response_model=ArticleResponse)
+async def get_article(slug: str, session: Session, viewer: OptionalUser) -> Response:
+    return JSONText(await service.get_json(session, slug=slug, viewer=viewer))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_article(
-    body: NewArticleRequest, session: Session, user: CurrentUser
-) -> ArticleResponse:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ArticleResponse)
+async def create_article(body: NewArticleRequest, session: Session, user: CurrentUser) -> Response:
     """Publish an article. Its slug comes from the title; a title already in use gets a suffix."""
     slug = await service.create(session, author=user, new=body.article)
-    return _article(await service.get_view(session, slug=slug, viewer=user))
+    document = await service.get_json(session, slug=slug, viewer=user)
+    return JSONText(document, status_code=status.HTTP_201_CREATED)
 
 
-@router.put("/{slug}")
+@router.put("/{slug}", response_model=ArticleResponse)
 async def update_article(
     body: UpdateArticleRequest, session: Session, user: CurrentUser, article: ValidArticle
-) -> ArticleResponse:
+) -> Response:
     """Change your own article. The slug stays the same when the title changes, so links to the
     article keep working."""
     await service.update_article(session, article=article, editor=user, changes=body.article)
-    return _article(await service.get_view(session, slug=article.slug, viewer=user))
+    return JSONText(await service.get_json(session, slug=article.slug, viewer=user))
 
 
 @router.delete("/{slug}", status_code=status.HTTP_204_NO_CONTENT)
@@ -94,18 +85,16 @@ async def delete_article(session: Session, user: CurrentUser, article: ValidArti
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{slug}/favorite")
-async def favorite_article(
-    session: Session, user: CurrentUser, article: ValidArticle
-) -> ArticleResponse:
+@router.post("/{slug}/favorite", response_model=ArticleResponse)
+async def favorite_article(session: Session, user: CurrentUser, article: ValidArticle) -> Response:
     """Favorite an article. Favoriting twice is harmless."""
     await service.favorite(session, article=article, user=user)
-    return _article(await service.get_view(session, slug=article.slug, viewer=user))
+    return JSONText(await service.get_json(session, slug=article.slug, viewer=user))
 
 
-@router.delete("/{slug}/favorite")
+@router.delete("/{slug}/favorite", response_model=ArticleResponse)
 async def unfavorite_article(
     session: Session, user: CurrentUser, article: ValidArticle
-) -> ArticleResponse:
+) -> Response:
     await service.unfavorite(session, article=article, user=user)
-    return _article(await service.get_view(session, slug=article.slug, viewer=user))
+    return JSONText(await service.get_json(session, slug=article.slug, viewer=user))

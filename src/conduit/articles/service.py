@@ -1,117 +1,142 @@
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from functools import cache
 
 from slugify import slugify
-from sqlalchemy import ColumnElement, Row, Select, delete, exists, false, func, null, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    ScalarSelect,
+    Select,
+    String,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.articles.models import Article, Favorite
+from conduit.articles.models import Article, ArticleTotal, Favorite
 from conduit.articles.schemas import NewArticle, UpdateArticle
 from conduit.auth.models import User
 from conduit.database import insert, utcnow
 from conduit.errors import Conflict, Forbidden, NotFound
 from conduit.profiles import service as profiles_service
 from conduit.profiles.models import Follow
-from conduit.profiles.service import ProfileView
+from conduit.sql_json import (
+    as_text,
+    iso_timestamp,
+    json_array_agg,
+    json_bool,
+    json_document,
+    json_object,
+)
 from conduit.tags import service as tags_service
 
 SLUG_MAX_LENGTH = 100
 _SLUG_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class ArticleView:
-    slug: str
-    title: str
-    description: str
-    body: str | None
-    tag_list: list[str]
-    created_at: datetime
-    updated_at: datetime
-    favorited: bool
-    favorites_count: int
-    author: ProfileView
+# The reads are built once per shape and cached: compiling SQL per request cost more CPU than
+# running it. Per-request values travel as these bound parameters.
+_VIEWER_ID = bindparam("viewer_id", type_=Integer)
+_SLUG = bindparam("slug", type_=String)
+_TAG = bindparam("tag", type_=String)
+_AUTHOR = bindparam("author", type_=String)
+_FAVORITED_BY = bindparam("favorited_by", type_=String)
+_LIMIT = bindparam("limit", type_=Integer)
+_OFFSET = bindparam("offset", type_=Integer)
 
 
-@dataclass(frozen=True, slots=True)
-class ArticlePage:
-    articles: list[ArticleView]
-    articles_count: int
-
-
-def _select_views(viewer: User | None, *, with_body: bool) -> Select[tuple[object, ...]]:
-    """Everything an article shows, in one statement: author, counts and the viewer's flags."""
+def _document(*, signed_in: bool, with_body: bool) -> ColumnElement[str]:
+    """The article as the API shows it, built as JSON by the database: author, tags, favorite
+    count and the viewer's flags, in one expression over `articles` joined to `users`."""
+    viewer_id = _VIEWER_ID if signed_in else None
     favorites_count = (
         select(func.count()).where(Favorite.article_id == Article.id).scalar_subquery()
     )
     favorited = (
-        exists().where(Favorite.article_id == Article.id, Favorite.user_id == viewer.id)
-        if viewer is not None
+        exists().where(Favorite.article_id == Article.id, Favorite.user_id == viewer_id)
+        if signed_in
         else false()
     )
-    return select(
-        Article.id,
-        Article.slug,
-        Article.title,
-        Article.description,
-        Article.body if with_body else null().label("body"),
-        Article.created_at,
-        Article.updated_at,
-        favorited.label("favorited"),
-        favorites_count.label("favorites_count"),
-        User.username,
-        User.bio,
-        User.image,
-        profiles_service.following(viewer, Article.author_id).label("following"),
-    ).join(User, User.id == Article.author_id)
+    body = {"body": Article.body} if with_body else {}
+    return json_object(
+        slug=Article.slug,
+        title=Article.title,
+        description=Article.description,
+        **body,
+        tagList=tags_service.names_json(Article.id),
+        createdAt=iso_timestamp(Article.created_at),
+        updatedAt=iso_timestamp(Article.updated_at),
+        favorited=json_bool(favorited),
+        favoritesCount=favorites_count,
+        author=json_object(
+            username=User.username,
+            bio=User.bio,
+            image=User.image,
+            following=json_bool(profiles_service.following(viewer_id, Article.author_id)),
+        ),
+    )
 
 
-async def _views(
-    session: AsyncSession, rows: Sequence[Row[tuple[object, ...]]]
-) -> list[ArticleView]:
-    tag_names = await tags_service.names_by_article(session, [row.id for row in rows])
-    return [
-        ArticleView(
-            slug=row.slug,
-            title=row.title,
-            description=row.description,
-            body=row.body,
-            tag_list=tag_names.get(row.id, []),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            favorited=row.favorited,
-            favorites_count=row.favorites_count,
-            author=ProfileView(row.username, row.bio, row.image, row.following),
-        )
-        for row in rows
-    ]
-
-
-async def _page(
-    session: AsyncSession,
-    *,
-    viewer: User | None,
-    filters: Sequence[ColumnElement[bool]],
-    limit: int,
-    offset: int,
-) -> ArticlePage:
-    count = await session.scalar(select(func.count()).select_from(Article).where(*filters))
-    rows = (
-        await session.execute(
-            _select_views(viewer, with_body=False)
-            .where(*filters)
-            .order_by(Article.created_at.desc(), Article.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-    ).all()
-    return ArticlePage(await _views(session, rows), count or 0)
-
-
-def _user_id(username: str) -> ColumnElement[int]:
+def _user_id(username: BindParameter[str]) -> ScalarSelect[int]:
     return select(User.id).where(User.username == username).scalar_subquery()
+
+
+@cache
+def _page_statement(
+    *, signed_in: bool, feed: bool, tag: bool, author: bool, favorited_by: bool
+) -> Select[str]:
+    """`{"articles": [...], "articlesCount": n}` in one statement, newest first."""
+    filters: list[ColumnElement[bool]] = []
+    if feed:
+        followed = select(Follow.followee_id).where(Follow.follower_id == _VIEWER_ID)
+        filters.append(Article.author_id.in_(followed))
+    if tag:
+        filters.append(Article.id.in_(tags_service.articles_tagged(_TAG)))
+    if author:
+        filters.append(Article.author_id == _user_id(_AUTHOR))
+    if favorited_by:
+        favorites = select(Favorite.article_id).where(Favorite.user_id == _user_id(_FAVORITED_BY))
+        filters.append(Article.id.in_(favorites))
+    page = (
+        select(
+            _document(signed_in=signed_in, with_body=False).label("document"),
+            Article.created_at,
+            Article.id,
+        )
+        .join(User, User.id == Article.author_id)
+        .where(*filters)
+        .order_by(Article.created_at.desc(), Article.id.desc())
+        .limit(_LIMIT)
+        .offset(_OFFSET)
+        .subquery()
+    )
+    newest_first = (page.c.created_at.desc(), page.c.id.desc())
+    articles = select(
+        json_array_agg(json_document(page.c.document), *newest_first)
+    ).scalar_subquery()
+    count = (
+        select(func.count()).select_from(Article).where(*filters)
+        if filters
+        else select(ArticleTotal.count)
+    ).scalar_subquery()
+    return select(as_text(json_object(articles=articles, articlesCount=count)))
+
+
+@cache
+def _article_statement(*, signed_in: bool) -> Select[str]:
+    """`{"article": {...}}` for the article named `slug`."""
+    return (
+        select(as_text(json_object(article=_document(signed_in=signed_in, with_body=True))))
+        .select_from(Article)
+        .join(User, User.id == Article.author_id)
+        .where(Article.slug == _SLUG)
+    )
 
 
 async def list_articles(
@@ -123,40 +148,42 @@ async def list_articles(
     favorited_by: str | None,
     limit: int,
     offset: int,
-) -> ArticlePage:
-    filters: list[ColumnElement[bool]] = []
-    if tag is not None:
-        filters.append(Article.id.in_(tags_service.articles_tagged(tag)))
-    if author is not None:
-        filters.append(Article.author_id == _user_id(author))
-    if favorited_by is not None:
-        filters.append(
-            Article.id.in_(
-                select(Favorite.article_id).where(Favorite.user_id == _user_id(favorited_by))
-            )
-        )
-    return await _page(session, viewer=viewer, filters=filters, limit=limit, offset=offset)
-
-
-async def feed(session: AsyncSession, *, viewer: User, limit: int, offset: int) -> ArticlePage:
-    followed = select(Follow.followee_id).where(Follow.follower_id == viewer.id)
-    return await _page(
-        session,
-        viewer=viewer,
-        filters=[Article.author_id.in_(followed)],
-        limit=limit,
-        offset=offset,
+) -> str:
+    statement = _page_statement(
+        signed_in=viewer is not None,
+        feed=False,
+        tag=tag is not None,
+        author=author is not None,
+        favorited_by=favorited_by is not None,
     )
+    parameters = {
+        "viewer_id": viewer.id if viewer else None,
+        "tag": tag,
+        "author": author,
+        "favorited_by": favorited_by,
+        "limit": limit,
+        "offset": offset,
+    }
+    return (await session.execute(statement, parameters)).scalar_one()
 
 
-async def get_view(session: AsyncSession, *, slug: str, viewer: User | None) -> ArticleView:
-    row = (
-        await session.execute(_select_views(viewer, with_body=True).where(Article.slug == slug))
-    ).first()
-    if row is None:
+async def feed(session: AsyncSession, *, viewer: User, limit: int, offset: int) -> str:
+    statement = _page_statement(
+        signed_in=True, feed=True, tag=False, author=False, favorited_by=False
+    )
+    parameters = {"viewer_id": viewer.id, "limit": limit, "offset": offset}
+    return (await session.execute(statement, parameters)).scalar_one()
+
+
+async def get_json(session: AsyncSession, *, slug: str, viewer: User | None) -> str:
+    """`{"article": {...}}`, built by the database."""
+    statement = _article_statement(signed_in=viewer is not None)
+    document = await session.scalar(
+        statement, {"slug": slug, "viewer_id": viewer.id if viewer else None}
+    )
+    if document is None:
         raise NotFound("article")
-    (view,) = await _views(session, [row])
-    return view
+    return document
 
 
 async def get_by_slug(session: AsyncSession, slug: str) -> Article | None:
@@ -191,6 +218,7 @@ async def create(session: AsyncSession, *, author: User, new: NewArticle) -> str
             .returning(Article.id)
         )
         if article_id is not None:
+            await session.execute(update(ArticleTotal).values(count=ArticleTotal.count + 1))
             await tags_service.set_article_tags(session, article_id=article_id, names=new.tag_list)
             return slug
     raise Conflict("slug")
@@ -216,6 +244,7 @@ async def update_article(
 async def delete_article(session: AsyncSession, *, article: Article, user: User) -> None:
     _ensure_author(article, user)
     await session.execute(delete(Article).where(Article.id == article.id))
+    await session.execute(update(ArticleTotal).values(count=ArticleTotal.count - 1))
 
 
 async def favorite(session: AsyncSession, *, article: Article, user: User) -> None:

@@ -37,13 +37,16 @@ _api_key_scheme = APIKeyHeader(
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+# Every dependency here is `async def`, even with nothing to await: FastAPI runs plain `def`
+# dependencies in a thread pool, a thread hop per dependency per request.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.password_hasher
     return hasher
 
@@ -82,7 +85,7 @@ async def _authenticate(
     return Principal(user=user, scopes=ALL_SCOPES, session_id=claims.session_id, token=token)
 
 
-def optional_principal(
+async def optional_principal(
     request: Request, principal: Annotated[Principal | None, Depends(_authenticate)]
 ) -> Principal | None:
     """The caller, if credentials were sent; they must carry the scope the method needs
@@ -94,7 +97,7 @@ def optional_principal(
     return principal
 
 
-def current_principal(
+async def current_principal(
     principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> Principal:
     if principal is None:
@@ -102,18 +105,18 @@ def current_principal(
     return principal
 
 
-def signed_in(principal: Annotated[Principal, Depends(current_principal)]) -> SignedIn:
+async def signed_in(principal: Annotated[Principal, Depends(current_principal)]) -> SignedIn:
     """A caller with a session: credentials are managed by people, not by API keys."""
     if principal.session_id is None:
         raise Forbidden("api_key", "can't manage credentials")
     return SignedIn(user=principal.user, session_id=principal.session_id)
 
 
-def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> User:
+async def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> User:
     return principal.user
 
 
-def optional_user(
+async def optional_user(
     principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> User | None:
     return principal.user if principal is not None else None

@@ -35,7 +35,7 @@ async def list_comments(
             User.username,
             User.bio,
             User.image,
-            profiles_service.following(viewer, Comment.author_id),
+            profiles_service.following(viewer.id if viewer else None, Comment.author_id),
         )
         .join(User, User.id == Comment.author_id)
         .where(Comment.article_id == article.id)

@@ -1,6 +1,14 @@
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, delete, exists, false, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    SQLColumnExpression,
+    delete,
+    exists,
+    false,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.auth.models import User
@@ -17,19 +25,24 @@ class ProfileView:
     following: bool
 
 
-def following(viewer: User | None, followee_id: SQLColumnExpression[int]) -> ColumnElement[bool]:
+def following(
+    viewer_id: int | BindParameter[int] | None, followee_id: SQLColumnExpression[int]
+) -> ColumnElement[bool]:
     """Whether the viewer follows `followee_id`, as a column to select alongside it."""
-    if viewer is None:
+    if viewer_id is None:
         return false()
-    return exists().where(Follow.follower_id == viewer.id, Follow.followee_id == followee_id)
+    return exists().where(Follow.follower_id == viewer_id, Follow.followee_id == followee_id)
 
 
 async def get_profile(session: AsyncSession, *, username: str, viewer: User | None) -> ProfileView:
     row = (
         await session.execute(
-            select(User.username, User.bio, User.image, following(viewer, User.id)).where(
-                User.username == username
-            )
+            select(
+                User.username,
+                User.bio,
+                User.image,
+                following(viewer.id if viewer else None, User.id),
+            ).where(User.username == username)
         )
     ).first()
     if row is None:
