@@ -203,6 +203,9 @@ async def _restore(url: str, seeded: Fixtures) -> None:
                     ),
                     {"email": email, "slug": slug},
                 )
+            await connection.execute(
+                text("UPDATE article_totals SET count = (SELECT count(*) FROM articles)")
+            )
     finally:
         await engine.dispose()
 

@@ -41,7 +41,7 @@ def _article(article: str, viewer: str, *, with_body: bool) -> str:
     )"""
 
 
-def _page(newest_first: str, count_where: str) -> str:
+def _page(newest_first: str, count: str) -> str:
     """$1 limit, $2 offset, $3 viewer; `newest_first` selects the page's articles in order."""
     return f"""
     WITH page AS ({newest_first})
@@ -53,7 +53,7 @@ def _page(newest_first: str, count_where: str) -> str:
             )
             FROM page p JOIN users u ON u.id = p.author_id
         ), '[]'::json),
-        'articlesCount', (SELECT count(*) FROM articles {count_where})
+        'articlesCount', ({count})
     )::text
     """
 
@@ -61,7 +61,11 @@ def _page(newest_first: str, count_where: str) -> str:
 _COLUMNS = "id, slug, title, description, created_at, updated_at, author_id"
 _NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
 
-LIST = _page(f"SELECT {_COLUMNS} FROM articles {_NEWEST_FIRST} LIMIT $1 OFFSET $2", "")
+# The total comes from the row Conduit keeps up to date (article_totals), as Conduit reads it.
+LIST = _page(
+    f"SELECT {_COLUMNS} FROM articles {_NEWEST_FIRST} LIMIT $1 OFFSET $2",
+    "SELECT count FROM article_totals",
+)
 
 # The newest `limit + offset` articles of each followed author, through the (author_id,
 # created_at, id) index, then the page among them: the cost follows the number of followed
@@ -76,7 +80,8 @@ FEED = _page(
     ORDER BY a.created_at DESC, a.id DESC
     LIMIT $1 OFFSET $2
     """,
-    "WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $3)",
+    "SELECT count(*) FROM articles"
+    " WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $3)",
 )
 
 ARTICLE = f"""

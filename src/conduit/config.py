@@ -80,7 +80,9 @@ class AuthSettings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=60)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
-    hash_concurrency: int = Field(default=4, ge=1, le=64)
+    # One argon2id hash keeps a core busy for ~20 ms: more than one per process at a time would
+    # take the CPU the event loop needs to answer everything else (docs/benchmarks.md).
+    hash_concurrency: int = Field(default=1, ge=1, le=64)
 
     _split_previous_keys = field_validator("previous_secret_keys", mode="before")(_split_commas)
 
