@@ -1,4 +1,5 @@
-"""`./dev bench`: seed PostgreSQL, start Conduit and the floor, drive both with wrk, and report.
+"""`./dev bench`: seed PostgreSQL, start Conduit and the floor (and, with --baseline, Conduit as
+of a git ref), drive them with wrk, and report.
 
 See docs/benchmarks.md for what each scenario and measurement means.
 """
@@ -8,6 +9,7 @@ import os
 import platform
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -16,7 +18,8 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import database, measure, report, scenarios, servers, wrk
+from benchmarks import baseline, database, measure, report, scenarios, servers, wrk
+from benchmarks.baseline import Revision
 from benchmarks.explain import explain
 from benchmarks.measure import HalfCapacity, Load, ProbeResult, ScenarioResult
 from benchmarks.scenarios import Scenario
@@ -36,6 +39,29 @@ class Extras:
     probe_rate: float
     probe_seconds: int
     half_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """Where and how the targets run: Conduit on `port`, the floor on the next, the baseline
+    (Conduit from a worktree's src/) on the one after."""
+
+    port: int
+    workers: int
+    baseline_source: Path | None
+
+    @property
+    def conduits(self) -> tuple[str, ...]:
+        return ("conduit",) if self.baseline_source is None else ("conduit", "baseline")
+
+    def targets(self) -> dict[str, servers.Target]:
+        targets = {"conduit": servers.conduit(self.port, self.workers)}
+        if self.baseline_source is not None:
+            targets["baseline"] = servers.baseline(
+                self.port + 2, self.workers, self.baseline_source
+            )
+        targets["floor"] = servers.floor(self.port + 1, self.workers)
+        return targets
 
 
 def _machine() -> dict[str, str]:
@@ -72,6 +98,17 @@ def _split(value: str, allowed: tuple[str, ...], option: str) -> list[str]:
     return chosen
 
 
+def _worker_counts(value: str) -> list[int]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items or not all(item.isdigit() and int(item) > 0 for item in items):
+        raise typer.BadParameter("positive integers, comma-separated", param_hint="--workers")
+    return list(dict.fromkeys(int(item) for item in items))
+
+
+def _checkout(revision: Revision | None) -> AbstractContextManager[Path | None]:
+    return nullcontext() if revision is None else baseline.worktree(revision)
+
+
 def _measure_scenarios(
     chosen: list[Scenario],
     *,
@@ -105,7 +142,7 @@ def _half_capacity(
     listing = next((result for result in measured if result.name == "list"), None)
     if listing is None:
         list_scenario = Scenario(
-            "list", "max", scenarios.BOTH, [wrk.Request("GET", scenarios.LIST)]
+            "list", "max", tuple(targets), [wrk.Request("GET", scenarios.LIST)]
         )
         single = Load(load.seconds, load.warmup_seconds, 1, load.connections, load.threads)
         listing = measure.scenario(
@@ -126,7 +163,10 @@ def _half_capacity(
 def _probe(
     conduit: servers.Target, fixtures: database.Fixtures, rate: float, seconds: int, load: Load
 ) -> ProbeResult:
-    print(f"probe: article latency at {rate:.0f} req/s, alone then during logins", flush=True)
+    print(
+        f"probe: {conduit.name} article latency at {rate:.0f} req/s, alone then during logins",
+        flush=True,
+    )
     logins_file = wrk.write_requests(
         RESULTS / "tmp" / "probe-logins.tsv",
         [scenarios.login(email) for email in fixtures.reader_emails],
@@ -142,34 +182,46 @@ def _probe(
     )
 
 
+def _warn_if_refused(targets: list[servers.Target]) -> None:
+    refused = servers.refused_connections(targets, RESULTS / "tmp")
+    if refused:
+        print(
+            f"warning: PostgreSQL refused connections to {', '.join(refused)} (max_connections"
+            " reached; counted as errors): every server keeps pools of its own, so raise"
+            " max_connections or measure fewer workers",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _run_scale(
     scale: str,
     names: list[str],
     load: Load,
     *,
-    workers: int,
-    port: int,
+    setup: Setup,
     seed: int,
     extras: Extras,
-) -> tuple[report.ScaleResult, str]:
-    print(f"== scale {scale}", flush=True)
+) -> report.ScaleResult:
+    print(f"== scale {scale}, workers {setup.workers}", flush=True)
     prepared = database.prepare(scale, seed)
-    targets = {
-        "conduit": servers.conduit(port, workers),
-        "floor": servers.floor(port + 1, workers),
-    }
+    targets = setup.targets()
     env = database.server_env(prepared.url, SECRET)
     with servers.running(list(targets.values()), env, RESULTS / "tmp") as pids:
         fixtures = database.fixtures(prepared.url)
         tokens = measure.tokens(targets["conduit"].base_url, fixtures.reader_emails)
-        chosen = [s for s in scenarios.build(fixtures, tokens) if s.name in names]
+        built = scenarios.build(fixtures, tokens, setup.conduits)
+        chosen = [s for s in built if s.name in names]
         measured = _measure_scenarios(
             chosen, targets=targets, pids=pids, load=load, fixtures=fixtures, url=prepared.url
         )
-        probe = (
-            _probe(targets["conduit"], fixtures, extras.probe_rate, extras.probe_seconds, load)
+        probes = (
+            {
+                name: _probe(targets[name], fixtures, extras.probe_rate, extras.probe_seconds, load)
+                for name in setup.conduits
+            }
             if "probe" in names
-            else None
+            else {}
         )
         half = (
             _half_capacity(measured, targets, pids, load, extras.half_seconds)
@@ -177,19 +229,36 @@ def _run_scale(
             else {}
         )
         token = measure.tokens(targets["conduit"].base_url, fixtures.reader_emails[:1])
-        explained = asyncio.run(explain(prepared.url, SECRET, next(iter(token.values()))))
-    result = report.ScaleResult(
+    _warn_if_refused(list(targets.values()))
+    # Once the servers have stopped: their idle pools could leave no connection to explain with.
+    explained = asyncio.run(explain(prepared.url, SECRET, next(iter(token.values()))))
+    return report.ScaleResult(
         scale=scale,
         database=database.without_password(prepared.url),
         reused=prepared.reused,
         seed_seconds=prepared.seed_seconds,
         counts=prepared.counts,
         scenarios=measured,
-        probe=probe,
+        probes=probes,
         half_capacity=half,
         explain=explained,
     )
-    return result, prepared.url
+
+
+def _run_section(
+    setup: Setup,
+    chosen_scales: list[str],
+    names: list[str],
+    load: Load,
+    *,
+    seed: int,
+    extras: Extras,
+) -> report.Section:
+    results = [
+        _run_scale(name, names, load, setup=setup, seed=seed, extras=extras)
+        for name in chosen_scales
+    ]
+    return report.Section(workers=setup.workers, scales=results)
 
 
 @app.command()
@@ -203,7 +272,12 @@ def main(
     scenario_names: Annotated[
         str, typer.Option("--scenarios", help=f"Comma-separated, from {', '.join(ALL)}.")
     ] = ",".join(ALL),
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes per server.")] = 2,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="Worker processes per server, comma-separated: every scenario runs at each."
+        ),
+    ] = "1,2",
     duration: Annotated[int, typer.Option(min=1, help="Seconds per trial.")] = 10,
     trials: Annotated[int, typer.Option(min=1, help="Trials per scenario and target.")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up seconds per target.")] = 2,
@@ -213,31 +287,44 @@ def main(
     probe_rate: Annotated[float, typer.Option(min=1, help="Probe req/s.")] = 20,
     probe_seconds: Annotated[int, typer.Option(min=1, help="Probe seconds.")] = 10,
     half_seconds: Annotated[float, typer.Option(min=1, help="Half-capacity seconds.")] = 10,
-    port: Annotated[int, typer.Option(help="Conduit's port; the floor's is the next.")] = 8700,
+    port: Annotated[
+        int,
+        typer.Option(help="Conduit's port; the floor's is the next, the baseline's the one after."),
+    ] = 8700,
+    baseline_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="A git ref (HEAD~1, a commit): also measure Conduit as of that commit.",
+        ),
+    ] = None,
     update_doc: Annotated[bool, typer.Option(help="Rewrite docs/benchmarks.md's section.")] = True,
 ) -> None:
     """Benchmark Conduit against the floor on a seeded PostgreSQL database."""
     wrk.ensure_installed()
     names = _split(scenario_names, ALL, "--scenarios")
     chosen_scales = _split(scales, tuple(ScaleName), "--scales") if scales else [scale.value]
+    counts = _worker_counts(workers)
+    revision = baseline.revision(baseline_ref) if baseline_ref is not None else None
     (RESULTS / "tmp").mkdir(parents=True, exist_ok=True)
     load = Load(duration, warmup, trials, connections, threads)
     extras = Extras(probe_rate, probe_seconds, half_seconds)
     started = datetime.now(UTC)
-    results, url = [], ""
-    for name in chosen_scales:
-        result, url = _run_scale(
-            name, names, load, workers=workers, port=port, seed=seed, extras=extras
-        )
-        results.append(result)
+    with _checkout(revision) as source:
+        sections = [
+            _run_section(
+                Setup(port, count, source), chosen_scales, names, load, seed=seed, extras=extras
+            )
+            for count in counts
+        ]
     run = report.Run(
         started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         finished_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         command=" ".join(["./dev bench", *sys.argv[1:]]),
         machine=_machine(),
-        versions=_versions(url),
+        versions=_versions(database.database_url(chosen_scales[-1])),
+        baseline=revision,
         options={
-            "workers": workers,
             "duration": duration,
             "trials": trials,
             "warmup": warmup,
@@ -245,7 +332,7 @@ def main(
             "threads": threads,
             "seed": seed,
         },
-        scales=results,
+        sections=sections,
     )
     path = report.write(run, RESULTS, update_doc=update_doc)
     print(report.markdown(run))

@@ -1,6 +1,8 @@
-"""Trials: Conduit and the floor alternate, and each scenario's ratio is the median of the
-Conduit/floor ratios of the trials run side by side."""
+"""Trials: the targets take turns in rotating order, and each ratio of a scenario (Conduit/floor,
+and with a baseline baseline/floor and Conduit/baseline) is the median of the ratios of the
+trials run side by side."""
 
+import math
 import statistics
 import subprocess
 import sys
@@ -21,6 +23,7 @@ KIB_PER_MIB = 1024
 # Logins queue argon2 work that outlives the wrk run that sent them; measurements at a fixed
 # rate start only after it has drained.
 SETTLE_SECONDS = 5
+RATIOS = (("conduit", "floor"), ("baseline", "floor"), ("conduit", "baseline"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +62,18 @@ class TargetSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Ratio:
+    trials: list[float]
+    median: float
+
+
+@dataclass(frozen=True, slots=True)
 class ScenarioResult:
     name: str
     title: str
     targets: dict[str, TargetSummary]
-    ratios: list[float]
-    ratio: float | None
+    # Keyed "numerator/denominator", for the pairs of RATIOS that both took part.
+    ratios: dict[str, Ratio]
 
 
 def tokens(base_url: str, emails: Sequence[str]) -> dict[str, str]:
@@ -83,21 +92,24 @@ def tokens(base_url: str, emails: Sequence[str]) -> dict[str, str]:
 
 
 def verify_same_json(scenario: Scenario, targets: Mapping[str, Target]) -> None:
-    """Before any timing: every distinct request gets equal parsed JSON from both targets."""
+    """Before any timing: every distinct request gets equal parsed JSON from every target."""
+    first, *others = scenario.targets
     for request in dict.fromkeys(scenario.requests):
-        bodies = [
-            httpx.request(
+        bodies = {
+            name: httpx.request(
                 request.method, targets[name].base_url + request.path, headers=request.headers
             )
             for name in scenario.targets
-        ]
-        if any(body.status_code != httpx.codes.OK for body in bodies):
-            raise SystemExit(f"{scenario.name}: {request.path} failed: {[b.text for b in bodies]}")
-        if bodies[0].json() != bodies[1].json():
-            raise SystemExit(
-                f"{scenario.name}: Conduit and the floor disagree on {request.path}:\n"
-                f"conduit: {bodies[0].text[:2000]}\nfloor:   {bodies[1].text[:2000]}"
-            )
+        }
+        if any(body.status_code != httpx.codes.OK for body in bodies.values()):
+            texts = {name: body.text for name, body in bodies.items()}
+            raise SystemExit(f"{scenario.name}: {request.path} failed: {texts}")
+        for other in others:
+            if bodies[other].json() != bodies[first].json():
+                raise SystemExit(
+                    f"{scenario.name}: {first} and {other} disagree on {request.path}:\n"
+                    f"{first}: {bodies[first].text[:2000]}\n{other}: {bodies[other].text[:2000]}"
+                )
 
 
 def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
@@ -136,6 +148,27 @@ def _summary(trials: list[Trial]) -> TargetSummary:
     )
 
 
+def _rotated(names: tuple[str, ...], shift: int) -> tuple[str, ...]:
+    shift %= len(names)
+    return names[shift:] + names[:shift]
+
+
+def _ratio(tops: list[Trial], bottoms: list[Trial]) -> Ratio:
+    """A trial whose denominator served nothing has no ratio (NaN), and no say in the median."""
+    pairs = zip(tops, bottoms, strict=True)
+    per_trial = [top.rps / bottom.rps if bottom.rps else math.nan for top, bottom in pairs]
+    defined = [ratio for ratio in per_trial if not math.isnan(ratio)]
+    return Ratio(per_trial, statistics.median(defined) if defined else math.nan)
+
+
+def _ratios(trials: Mapping[str, list[Trial]]) -> dict[str, Ratio]:
+    return {
+        f"{top}/{bottom}": _ratio(trials[top], trials[bottom])
+        for top, bottom in RATIOS
+        if top in trials and bottom in trials
+    }
+
+
 def scenario(
     chosen: Scenario,
     targets: Mapping[str, Target],
@@ -149,8 +182,7 @@ def scenario(
         _trial(targets[name], pids[name], requests_file, warmup)
     trials: dict[str, list[Trial]] = {name: [] for name in chosen.targets}
     for number in range(load.trials):
-        order = chosen.targets if number % 2 == 0 else chosen.targets[::-1]
-        for name in order:
+        for name in _rotated(chosen.targets, number):
             trial = _trial(targets[name], pids[name], requests_file, load)
             trials[name].append(trial)
             print(
@@ -159,20 +191,11 @@ def scenario(
                 f"  errors {trial.errors}  rss {trial.peak_rss_mib:.0f} MiB",
                 flush=True,
             )
-    ratios = (
-        [
-            conduit.rps / floor.rps
-            for conduit, floor in zip(trials["conduit"], trials["floor"], strict=True)
-        ]
-        if "floor" in trials
-        else []
-    )
     return ScenarioResult(
         name=chosen.name,
         title=chosen.title,
         targets={name: _summary(runs) for name, runs in trials.items()},
-        ratios=ratios,
-        ratio=statistics.median(ratios) if ratios else None,
+        ratios=_ratios(trials),
     )
 
 

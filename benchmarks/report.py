@@ -9,15 +9,24 @@ from pathlib import Path
 
 import matplotlib as mpl
 
+from benchmarks.baseline import Revision
 from benchmarks.explain import Explained
 from benchmarks.loadgen import RateResult
-from benchmarks.measure import HalfCapacity, ProbeResult, ScenarioResult, TargetSummary
+from benchmarks.measure import RATIOS, HalfCapacity, ProbeResult, ScenarioResult, TargetSummary
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 DEGRADATION_LIMIT = 2.0
+HEADERS = {"conduit": "Conduit", "baseline": "baseline", "floor": "floor"}
+SUBJECTS = {"conduit": "Conduit", "baseline": "the baseline"}
+RATE_HEADER = [
+    "| Measurement | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors"
+    " | generator CPU s |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +37,17 @@ class ScaleResult:
     seed_seconds: float | None
     counts: dict[str, int]
     scenarios: list[ScenarioResult]
-    probe: ProbeResult | None
+    probes: dict[str, ProbeResult]
     half_capacity: dict[str, HalfCapacity]
     explain: list[Explained]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """Every scale, measured with the same number of worker processes per server."""
+
+    workers: int
+    scales: list[ScaleResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +57,22 @@ class Run:
     command: str
     machine: dict[str, str]
     versions: dict[str, str]
+    baseline: Revision | None
     options: dict[str, str | int | float]
-    scales: list[ScaleResult]
+    sections: list[Section]
 
     @property
     def kind(self) -> str:
         """`latest` for a run at one scale, `latest-scales` for a comparison of scales."""
-        return "latest" if len(self.scales) == 1 else "latest-scales"
+        return "latest" if len(self.sections[0].scales) == 1 else "latest-scales"
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return ("conduit", "floor") if self.baseline is None else ("conduit", "baseline", "floor")
+
+    @property
+    def ratios(self) -> list[str]:
+        return [f"{top}/{bottom}" for top, bottom in RATIOS if {top, bottom} <= {*self.targets}]
 
 
 def _ms(value: float) -> str:
@@ -58,26 +84,42 @@ def _pair(summaries: dict[str, TargetSummary], name: str, attribute: str, digits
     return "-" if summary is None else f"{getattr(summary, attribute):,.{digits}f}"
 
 
-def _scenario_rows(result: ScaleResult) -> list[str]:
-    rows = [
-        "| Scenario | Conduit req/s | floor req/s | Conduit/floor | Conduit p50 / p99 ms"
-        " | floor p50 / p99 ms | errors (C / f) | peak RSS MiB, all processes (C / f) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+def _ratio_header(key: str) -> str:
+    return "/".join(HEADERS[name] for name in key.split("/"))
+
+
+def _ratio(scenario: ScenarioResult, key: str) -> str:
+    ratio = scenario.ratios.get(key)
+    return "-" if ratio is None else f"{ratio.median:.2f}"
+
+
+def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
+    initials = " / ".join(HEADERS[name][0] for name in run.targets)
+    headers = [
+        "Scenario",
+        *(f"{HEADERS[name]} req/s" for name in run.targets),
+        *(_ratio_header(key) for key in run.ratios),
+        *(f"{HEADERS[name]} p50 / p99 ms" for name in run.targets),
+        f"errors ({initials})",
+        f"peak RSS MiB, all processes ({initials})",
     ]
+    rows = ["| " + " | ".join(headers) + " |", "|---|" + "--:|" * (len(headers) - 1)]
     for scenario in result.scenarios:
         targets = scenario.targets
-        ratio = "-" if scenario.ratio is None else f"{scenario.ratio:.2f}"
+        present = [targets[name] for name in run.targets if name in targets]
         latency = {
             name: f"{_ms(summary.p50_ms)} / {_ms(summary.p99_ms)}"
             for name, summary in targets.items()
         }
-        errors = " / ".join(str(summary.errors) for summary in targets.values())
-        rss = " / ".join(f"{summary.peak_rss_mib:.0f}" for summary in targets.values())
-        rows.append(
-            f"| {scenario.name}: {scenario.title} | {_pair(targets, 'conduit', 'rps')}"
-            f" | {_pair(targets, 'floor', 'rps')} | {ratio} | {latency.get('conduit', '-')}"
-            f" | {latency.get('floor', '-')} | {errors} | {rss} |"
-        )
+        cells = [
+            f"{scenario.name}: {scenario.title}",
+            *(_pair(targets, name, "rps") for name in run.targets),
+            *(_ratio(scenario, key) for key in run.ratios),
+            *(latency.get(name, "-") for name in run.targets),
+            " / ".join(str(summary.errors) for summary in present),
+            " / ".join(f"{summary.peak_rss_mib:.0f}" for summary in present),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
     return rows
 
 
@@ -89,32 +131,28 @@ def _rate_row(label: str, result: RateResult) -> str:
     )
 
 
-def _rate_rows(result: ScaleResult) -> list[str]:
-    rows = []
-    header = [
-        "| Measurement | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors"
-        " | generator CPU s |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+def _probe_rows(name: str, probe: ProbeResult) -> list[str]:
+    return [
+        "",
+        f"GET /api/articles/{{slug}} on {SUBJECTS[name]} at {probe.rate:.0f} req/s (open loop),"
+        f" alone and while wrk runs logins on {probe.login_connections} connections"
+        f" ({probe.login_rps:.1f} logins/s, {probe.login_errors} errors):",
+        "",
+        *RATE_HEADER,
+        _rate_row("article, alone", probe.alone),
+        _rate_row("article, during logins", probe.with_logins),
     ]
-    if result.probe is not None:
-        probe = result.probe
-        rows += [
-            "",
-            f"GET /api/articles/{{slug}} on Conduit at {probe.rate:.0f} req/s (open loop), alone"
-            f" and while wrk runs logins on {probe.login_connections} connections"
-            f" ({probe.login_rps:.1f} logins/s, {probe.login_errors} errors):",
-            "",
-            *header,
-            _rate_row("article, alone", probe.alone),
-            _rate_row("article, during logins", probe.with_logins),
-        ]
+
+
+def _rate_rows(result: ScaleResult) -> list[str]:
+    rows = [line for name, probe in result.probes.items() for line in _probe_rows(name, probe)]
     if result.half_capacity:
         rows += [
             "",
             "GET /api/articles?limit=20 at half of the list scenario's median req/s"
             " (open loop; latency counted from each request's scheduled start):",
             "",
-            *header,
+            *RATE_HEADER,
             *(
                 _rate_row(f"{name} (max {half.max_rps:.0f} req/s)", half.result)
                 for name, half in result.half_capacity.items()
@@ -141,7 +179,7 @@ def _explain_rows(result: ScaleResult) -> list[str]:
     return rows
 
 
-def _scale_rows(result: ScaleResult) -> list[str]:
+def _scale_rows(result: ScaleResult, run: Run, heading: str) -> list[str]:
     dataset = ", ".join(f"{count:,} {table}" for table, count in result.counts.items())
     origin = (
         "reused"
@@ -151,30 +189,31 @@ def _scale_rows(result: ScaleResult) -> list[str]:
         else "seeded"
     )
     return [
-        f"#### Scale `{result.scale}`: {dataset} ({origin})",
+        f"{heading} Scale `{result.scale}`: {dataset} ({origin})",
         "",
-        *_scenario_rows(result),
+        *_scenario_rows(result, run),
         *_rate_rows(result),
         *_explain_rows(result),
         "",
     ]
 
 
-def _comparison_rows(run: Run) -> list[str]:
+def _comparison_rows(section: Section, heading: str) -> list[str]:
     """Latency at each scale against the first, per scenario and target."""
-    first = run.scales[0]
+    scales = section.scales
+    first = scales[0]
     rows = [
-        "#### Latency against scale",
+        f"{heading} Latency against scale",
         "",
         f"p50 and p99 at each scale, and their ratio to `{first.scale}`"
         f" (flagged past {DEGRADATION_LIMIT:.0f}x):",
         "",
         "| Scenario | Target | "
-        + " | ".join(f"{s.scale} p50 / p99 ms" for s in run.scales)
+        + " | ".join(f"{s.scale} p50 / p99 ms" for s in scales)
         + " | "
-        + " | ".join(f"{s.scale}/{first.scale} p50, p99" for s in run.scales[1:])
+        + " | ".join(f"{s.scale}/{first.scale} p50, p99" for s in scales[1:])
         + " |",
-        "|---|---|" + "--:|" * (2 * len(run.scales) - 1),
+        "|---|---|" + "--:|" * (2 * len(scales) - 1),
     ]
     for scenario in first.scenarios:
         for target in scenario.targets:
@@ -187,7 +226,7 @@ def _comparison_rows(run: Run) -> list[str]:
                     ),
                     None,
                 )
-                for s in run.scales
+                for s in scales
             ]
             if any(summary is None for summary in summaries):
                 continue
@@ -203,58 +242,130 @@ def _comparison_rows(run: Run) -> list[str]:
     return [*rows, ""]
 
 
-def markdown(run: Run) -> str:
+def _section_rows(section: Section, run: Run, heading: str) -> list[str]:
+    rows = [line for result in section.scales for line in _scale_rows(result, run, heading)]
+    if len(section.scales) > 1:
+        rows += _comparison_rows(section, heading)
+    return rows
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker process" + ("" if count == 1 else "es")
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _load_line(run: Run) -> str:
     options = run.options
+    counts = [section.workers for section in run.sections]
+    workers = (
+        f"{_workers(counts[0])} per server"
+        if len(counts) == 1
+        else f"{_listed([str(count) for count in counts])} worker processes per server, a"
+        " section each (servers restarted for each)"
+    )
+    order = (
+        "Conduit and floor alternating"
+        if run.baseline is None
+        else "Conduit, baseline and floor taking turns in rotating order"
+    )
+    ratios = _listed([_ratio_header(key) for key in run.ratios])
+    medians = "the median" if len(run.ratios) == 1 else "the medians"
+    return (
+        f"- Load: {workers}; wrk -t{options['threads']} -c{options['connections']}; per scenario"
+        f" and target {options['trials']} trials of {options['duration']} s after"
+        f" {options['warmup']} s of warm-up, {order}; req/s and latencies are the medians of"
+        f" the trials, {ratios} {medians} of the per-trial ratios, errors the sum (non-2xx and"
+        " socket errors)."
+    )
+
+
+def _baseline_lines(baseline: Revision | None) -> list[str]:
+    if baseline is None:
+        return []
+    return [
+        f"- Baseline: Conduit as of `{baseline.ref}` ({baseline.commit[:12]}), from a git"
+        " worktree, with the same Python, dependencies, settings and database; the database is"
+        " migrated by the current code (the baseline's migrations are not run).",
+    ]
+
+
+def markdown(run: Run) -> str:
     machine = run.machine
     versions = ", ".join(f"{name} {version}" for name, version in run.versions.items())
+    servers = "both servers" if run.baseline is None else "the three servers"
     lines = [
         f"### Run of {run.started_at}",
         "",
         f"- Command: `{run.command}`",
         f"- Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory']} RAM,"
-        f" Linux {machine['kernel']}. wrk, both servers and PostgreSQL share these cores.",
+        f" Linux {machine['kernel']}. wrk, {servers} and PostgreSQL share these cores.",
         f"- Versions: {versions}.",
-        f"- Load: {options['workers']} worker processes per server; wrk -t{options['threads']}"
-        f" -c{options['connections']}; per scenario and target {options['trials']} trials of"
-        f" {options['duration']} s after {options['warmup']} s of warm-up, Conduit and floor"
-        " alternating; req/s and latencies are the medians of the trials, Conduit/floor the"
-        " median of the per-trial ratios, errors the sum (non-2xx and socket errors).",
+        _load_line(run),
+        *_baseline_lines(run.baseline),
         "",
     ]
-    for result in run.scales:
-        lines += _scale_rows(result)
-    if len(run.scales) > 1:
-        lines += _comparison_rows(run)
+    if len(run.sections) == 1:
+        lines += _section_rows(run.sections[0], run, "####")
+    else:
+        for section in run.sections:
+            lines += [f"#### {_workers(section.workers)} per server", ""]
+            lines += _section_rows(section, run, "#####")
     return "\n".join(lines)
 
 
-def _chart(run: Run, path: Path) -> None:
-    panels = 3 if len(run.scales) > 1 else 2
-    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8), layout="constrained")
-    result = run.scales[-1]
+def _bars(axes: Axes, labels: list[str], series: dict[str, list[float]]) -> None:
+    """Grouped bars: one group per label, one bar per series."""
+    width = 0.8 / len(series)
+    for index, (name, values) in enumerate(series.items()):
+        offset = (index - (len(series) - 1) / 2) * width
+        axes.bar([p + offset for p in range(len(labels))], values, width=width, label=name)
+    axes.set_xticks(list(range(len(labels))))
+    axes.set_xticklabels(labels, rotation=30, ha="right")
+    axes.legend()
+
+
+def _chart_row(row: list[Axes], section: Section, run: Run) -> None:
+    result = section.scales[-1]
     names = [scenario.name for scenario in result.scenarios]
-    positions = range(len(names))
-    for offset, target in ((-0.2, "conduit"), (0.2, "floor")):
-        values = [s.targets[target].rps if target in s.targets else 0.0 for s in result.scenarios]
-        axes[0].bar([p + offset for p in positions], values, width=0.4, label=target)
-    axes[0].set(title=f"Requests/s ({result.scale})", xticks=list(positions), yscale="log")
-    axes[0].set_xticklabels(names, rotation=30, ha="right")
-    axes[0].legend()
-    shared = [s for s in result.scenarios if s.ratio is not None]
-    axes[1].bar([s.name for s in shared], [s.ratio or 0.0 for s in shared], color="tab:green")
-    axes[1].axhline(1.0, color="grey", linestyle="--")
-    axes[1].set(title="Conduit / floor (median of trial ratios)", ylim=(0, 1.1))
-    axes[1].tick_params(axis="x", rotation=30)
-    if len(run.scales) > 1:
-        for index, scale in enumerate(run.scales):
-            p50 = [s.targets["conduit"].p50_ms for s in scale.scenarios]
-            width = 0.8 / len(run.scales)
-            axes[2].bar(
-                [p + index * width for p in range(len(p50))], p50, width=width, label=scale.scale
-            )
-        axes[2].set(title="Conduit p50 latency (ms) by scale", xticks=list(positions))
-        axes[2].set_xticklabels(names, rotation=30, ha="right")
-        axes[2].legend()
+    label = f"{result.scale}, {_workers(section.workers)}"
+    requests = {
+        target: [s.targets[target].rps if target in s.targets else 0.0 for s in result.scenarios]
+        for target in run.targets
+    }
+    _bars(row[0], names, requests)
+    row[0].set(title=f"Requests/s ({label})", yscale="log")
+    shared = [s for s in result.scenarios if s.ratios]
+    ratios = {
+        _ratio_header(key): [
+            s.ratios[key].median if key in s.ratios else float("nan") for s in shared
+        ]
+        for key in run.ratios
+    }
+    _bars(row[1], [s.name for s in shared], ratios)
+    row[1].axhline(1.0, color="grey", linestyle="--")
+    measured = [value for values in ratios.values() for value in values if not math.isnan(value)]
+    top = max([1.0, *measured]) * 1.1
+    row[1].set(title=f"Ratios of req/s, median of trials ({label})", ylim=(0, top))
+    if len(section.scales) > 1:
+        p50 = {
+            scale.scale: [s.targets["conduit"].p50_ms for s in scale.scenarios]
+            for scale in section.scales
+        }
+        _bars(row[2], names, p50)
+        row[2].set(title=f"Conduit p50 latency (ms) by scale ({_workers(section.workers)})")
+
+
+def _chart(run: Run, path: Path) -> None:
+    panels = 3 if len(run.sections[0].scales) > 1 else 2
+    rows = len(run.sections)
+    figure, axes = plt.subplots(
+        rows, panels, figsize=(6 * panels, 4.8 * rows), layout="constrained", squeeze=False
+    )
+    for row, section in zip(axes, run.sections, strict=True):
+        _chart_row(list(row), section, run)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -273,16 +384,14 @@ def _update_doc(run: Run, summary: str) -> bool:
 
 
 def write(run: Run, directory: Path, *, update_doc: bool) -> Path:
-    """Write <timestamp>.json, the kind's latest JSON, markdown and chart, and the doc section."""
+    """Write the kind's JSON, markdown and chart (replacing the previous run's: history is in
+    git), and the doc section; return the JSON's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    document = json.dumps(asdict(run), indent=2, allow_nan=True) + "\n"
-    stamp = re.sub(r"[^0-9T]", "", run.started_at)[:15]
-    timestamped = directory / f"{stamp}.json"
-    timestamped.write_text(document)
-    (directory / f"{run.kind}.json").write_text(document)
+    path = directory / f"{run.kind}.json"
+    path.write_text(json.dumps(asdict(run), indent=2, allow_nan=True) + "\n")
     summary = markdown(run)
     (directory / f"{run.kind}.md").write_text(summary + "\n")
     _chart(run, directory / f"{run.kind}.png")
     if update_doc and not _update_doc(run, summary):
         print(f"{DOC} has no bench:{run.kind} section; left as it was")
-    return timestamped
+    return path

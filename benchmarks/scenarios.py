@@ -8,8 +8,6 @@ from benchmarks.database import Fixtures
 from benchmarks.wrk import Request
 from conduit.seed import SEED_PASSWORD
 
-BOTH = ("conduit", "floor")
-CONDUIT = ("conduit",)
 LIST = "/api/articles?limit=20"
 FEED = "/api/articles/feed?limit=20"
 MIXED_CYCLES = 4
@@ -68,45 +66,48 @@ def _mixed(seeded: Fixtures, tokens: dict[str, str]) -> list[Request]:
     return requests
 
 
-def build(seeded: Fixtures, tokens: dict[str, str]) -> list[Scenario]:
+def build(seeded: Fixtures, tokens: dict[str, str], conduits: tuple[str, ...]) -> list[Scenario]:
+    """Every scenario, run on the Conduit targets (`conduits`) and, where it serves them, the
+    floor."""
     readers = list(tokens.values())
+    both = (*conduits, "floor")
     return [
-        Scenario("list", f"GET {LIST}, anonymous", BOTH, [Request("GET", LIST)]),
+        Scenario("list", f"GET {LIST}, anonymous", both, [Request("GET", LIST)]),
         Scenario(
             "list-auth",
             f"GET {LIST}, signed in ({len(readers)} users)",
-            BOTH,
+            both,
             [Request("GET", LIST, token) for token in readers],
         ),
         Scenario(
             "feed",
             f"GET {FEED}, users following 5-50 authors",
-            BOTH,
+            both,
             [Request("GET", FEED, token) for token in readers],
         ),
         Scenario(
             "article",
             f"GET /api/articles/{{slug}}, {len(seeded.slugs)} slugs, anonymous",
-            BOTH,
+            both,
             [Request("GET", f"/api/articles/{slug}") for slug in seeded.slugs],
         ),
         Scenario(
             "comments",
             f"GET /api/articles/{{slug}}/comments, {len(seeded.commented_slugs)} slugs",
-            BOTH,
+            both,
             [Request("GET", f"/api/articles/{slug}/comments") for slug in seeded.commented_slugs],
         ),
-        Scenario("tags", "GET /api/tags", BOTH, [Request("GET", "/api/tags")]),
+        Scenario("tags", "GET /api/tags", both, [Request("GET", "/api/tags")]),
         Scenario(
             "mixed",
             "80% list/feed, 15% article/comments, 5% writes (favorite, comment, new article)",
-            CONDUIT,
+            conduits,
             _mixed(seeded, tokens),
         ),
         Scenario(
             "login",
             "POST /api/users/login (argon2id by design)",
-            CONDUIT,
+            conduits,
             [login(email) for email in tokens],
         ),
     ]

@@ -1,4 +1,4 @@
-"""The two servers under test as child processes, and the memory of their process trees."""
+"""The servers under test as child processes, and the memory of their process trees."""
 
 import os
 import signal
@@ -14,6 +14,10 @@ from types import TracebackType
 
 import httpx
 
+from benchmarks import baseline as baseline_checkout
+
+# What PostgreSQL answers a connection beyond max_connections.
+TOO_MANY_CLIENTS = "too many clients already"
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
 RSS_SAMPLE_SECONDS = 0.2
@@ -24,15 +28,25 @@ class Target:
     name: str
     port: int
     command: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
 
-def conduit(port: int, workers: int) -> Target:
+def _serve(port: int, workers: int) -> list[str]:
     serve = ["serve", "--port", str(port), "--workers", str(workers), "--no-access-log"]
-    return Target("conduit", port, [sys.executable, "-m", "conduit", *serve])
+    return [sys.executable, "-m", "conduit", *serve]
+
+
+def conduit(port: int, workers: int) -> Target:
+    return Target("conduit", port, _serve(port, workers))
+
+
+def baseline(port: int, workers: int, source: Path) -> Target:
+    """Conduit served from a worktree's src/ (benchmarks.baseline) by this venv's Python."""
+    return Target("baseline", port, _serve(port, workers), baseline_checkout.env(source))
 
 
 def floor(port: int, workers: int) -> Target:
@@ -63,17 +77,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _log(logs: Path, target: Target) -> Path:
+    return logs / f"{target.name}.log"
+
+
 @contextmanager
 def running(targets: list[Target], env: Mapping[str, str], logs: Path) -> Iterator[dict[str, int]]:
     """Start every target (each in a process group of its own), yield their pids, stop them."""
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for target in targets:
-            log = logs / f"{target.name}.log"
+            log = _log(logs, target)
             with log.open("wb") as output:
                 processes[target.name] = subprocess.Popen(
                     target.command,
-                    env=dict(env),
+                    env={**env, **target.env},
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -83,6 +101,15 @@ def running(targets: list[Target], env: Mapping[str, str], logs: Path) -> Iterat
     finally:
         for process in processes.values():
             _stop(process)
+
+
+def refused_connections(targets: list[Target], logs: Path) -> list[str]:
+    """The targets whose log (written by `running`) shows PostgreSQL refusing a connection."""
+    return [
+        target.name
+        for target in targets
+        if TOO_MANY_CLIENTS in _log(logs, target).read_text(errors="replace")
+    ]
 
 
 def _children() -> dict[int, list[int]]:
