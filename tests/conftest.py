@@ -14,19 +14,15 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 from sqlalchemy import delete, update
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    async_sessionmaker,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from conduit import migrations
 from conduit.articles.models import ArticleTotal
 from conduit.config import AuthSettings, DatabaseSettings, Settings
-from conduit.database import Base, Sessions, create_engine, create_sessions
+from conduit.database import Base, Database, create_engine, driver_reader, transaction
 from conduit.main import create_app
 from tests.databases import create_postgres_database, drop_postgres_database
-from tests.statements import StatementRecorder
+from tests.statements import RecordingReader, StatementRecorder
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 # The key that signed before TEST_SECRET: still accepted, as after a rotation.
@@ -94,21 +90,26 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 @pytest.fixture
-async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
-    """A client whose requests each commit to a savepoint of the test's transaction."""
-    committing = app.state.sessions
+async def client(
+    app: FastAPI, connection: AsyncConnection, statements: StatementRecorder
+) -> AsyncIterator[AsyncClient]:
+    """A client whose writes each commit to a savepoint of the test's transaction, and whose
+    reads run on the same connection's driver (so they see those writes), recorded in
+    `statements` with everything else."""
+    committing: Database = app.state.database
     joined = async_sessionmaker(
         connection,
         expire_on_commit=False,
         autoflush=False,
         join_transaction_mode="create_savepoint",
     )
-    app.state.sessions = Sessions(reads=joined, writes=joined)
+    reader = RecordingReader(await driver_reader(connection), statements)
+    app.state.database = Database(engine=committing.engine, sessions=joined, reader=reader)
     try:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
             yield client
     finally:
-        app.state.sessions = committing
+        app.state.database = committing
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ async def committing_client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[
     emptied afterwards (and the article total set back to zero)."""
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         yield client
-    async with create_sessions(engine).writes() as session, session.begin():
+    async with transaction(async_sessionmaker(engine)) as session:
         for table in reversed(Base.metadata.sorted_tables):
             if table is not ArticleTotal.__table__:
                 await session.execute(delete(table))

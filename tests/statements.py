@@ -1,10 +1,14 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from conduit.database import Read, Reader
+
+T = TypeVar("T")
 
 _COUNTED = ("select", "insert", "update", "delete", "with")
 
@@ -13,6 +17,7 @@ _COUNTED = ("select", "insert", "update", "delete", "with")
 class StatementRecorder:
     """The SQL statements an engine runs, savepoints and transaction control left out."""
 
+    engine: AsyncEngine
     statements: list[str] = field(default_factory=list)
 
     def _record(self, *args: Any) -> None:
@@ -23,7 +28,7 @@ class StatementRecorder:
     @classmethod
     @contextmanager
     def listening(cls, engine: AsyncEngine) -> Iterator["StatementRecorder"]:
-        recorder = cls()
+        recorder = cls(engine)
         event.listen(engine.sync_engine, "before_cursor_execute", recorder._record)
         try:
             yield recorder
@@ -36,3 +41,16 @@ class StatementRecorder:
     @property
     def count(self) -> int:
         return len(self.statements)
+
+
+class RecordingReader:
+    """A reader that records each statement it runs, as the engine's listener records the
+    statements that go through SQLAlchemy."""
+
+    def __init__(self, reader: Reader, recorder: StatementRecorder) -> None:
+        self._reader = reader
+        self._recorder = recorder
+
+    async def scalar(self, read: Read[T], /, **params: object) -> T | None:
+        self._recorder.statements.append(read.compiled(self._recorder.engine.dialect).sql)
+        return await self._reader.scalar(read, **params)

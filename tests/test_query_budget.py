@@ -38,8 +38,8 @@ async def _count(
 
 
 ENDPOINTS = [
-    # (path, authenticated, statements): the article reads are one statement each (the JSON
-    # document, built by the database), plus one for the viewer when signed in.
+    # (path, authenticated, statements): every read is one statement (the JSON document, built
+    # by the database), plus one for the viewer when signed in.
     ("/api/articles?limit=20", False, 1),
     ("/api/articles?limit=20", True, 2),
     ("/api/articles?limit=20&tag=x", True, 2),
@@ -47,8 +47,10 @@ ENDPOINTS = [
     ("/api/articles/feed?limit=20", True, 2),
     ("/api/articles/{slug}", False, 1),
     ("/api/articles/{slug}", True, 2),
-    ("/api/articles/{slug}/comments", True, 3),  # viewer, article, comments
+    ("/api/articles/{slug}/comments", False, 1),
+    ("/api/articles/{slug}/comments", True, 2),
     ("/api/tags", False, 1),
+    ("/api/profiles/author", False, 1),
     ("/api/profiles/author", True, 2),
 ]
 

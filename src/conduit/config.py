@@ -33,6 +33,7 @@ class DatabaseSettings(BaseSettings):
     )
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=10, ge=0, le=200)
+    read_pool_size: int = Field(default=10, ge=1, le=200)
     pool_timeout_seconds: float = Field(default=10.0, gt=0)
     echo: bool = False
 
@@ -44,7 +45,12 @@ class DatabaseSettings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+asyncpg://" + value.removeprefix(prefix)
         if value.startswith("sqlite://"):
-            return "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+            value = "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+        url = make_url(value)
+        if url.get_backend_name() == "sqlite" and url.database in {None, "", ":memory:"}:
+            # Reads and writes use connections of their own, and each would get its own empty
+            # in-memory database.
+            raise ValueError("SQLite needs a file, e.g. sqlite:///./conduit.db")
         return value
 
     @cached_property

@@ -1,26 +1,41 @@
-"""Engine, sessions and the unit of work: the one place that commits."""
+"""The database: engine and write sessions, the read path, and the unit of work (the one place
+that commits).
 
-from collections.abc import AsyncIterator
+Writes go through SQLAlchemy's `AsyncSession`, one transaction per request (`Session`). Reads go
+through a `Reader` (`ReadSession`): each read is a statement SQLAlchemy builds and compiles once
+per dialect (`Read`), then runs on the driver itself, which on PostgreSQL means asyncpg's
+prepared-statement cache on a pool of read-only connections. SQLAlchemy's execution layer cost
+more than the statements themselves (docs/benchmarks.md).
+"""
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
 
+import aiosqlite
+import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Dialect, MetaData, event
+from sqlalchemy import DateTime, Dialect, MetaData, Select, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
+from conduit import migrations
 from conduit.config import DatabaseSettings
 from conduit.errors import AppError
+from conduit.sql_json import JSONFunctions, functions_for
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -29,6 +44,8 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -59,6 +76,156 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+# The read path ----------------------------------------------------------------------------
+
+
+_BY_NAME = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRead:
+    """A read's SQL for one dialect, with its parameters in the driver's positional order."""
+
+    sql: str
+    names: tuple[str, ...]
+    # Per position: the value bound in the statement itself, or _BY_NAME.
+    fixed: tuple[object, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def of(cls, statement: Select[Any], dialect: Dialect) -> "CompiledRead":
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in names]
+        return cls(
+            sql=str(compiled),
+            names=names,
+            fixed=tuple(_BY_NAME if bind.required else bind.effective_value for bind in binds),
+            processors=tuple(
+                bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds
+            ),
+        )
+
+    def arguments(self, params: Mapping[str, object]) -> list[object]:
+        values = (
+            params[name] if value is _BY_NAME else value
+            for name, value in zip(self.names, self.fixed, strict=True)
+        )
+        return [
+            value if process is None or value is None else process(value)
+            for value, process in zip(values, self.processors, strict=True)
+        ]
+
+
+class Read(Generic[T]):
+    """A read statement returning one value of type `T` (usually a JSON document), built by
+    `build` and compiled once per dialect, and run by a `Reader`.
+
+    Everything that changes the SQL is decided when the statement is built; per-request values
+    are bound parameters, so the compiled SQL (and asyncpg's prepared statement for it) is reused.
+    """
+
+    __slots__ = ("_build", "_compiled", "_statements")
+
+    def __init__(self, build: Callable[[JSONFunctions], Select[Any]]) -> None:
+        self._build = build
+        self._statements: dict[str, Select[Any]] = {}
+        self._compiled: dict[str, CompiledRead] = {}
+
+    def statement(self, dialect: Dialect) -> Select[Any]:
+        statement = self._statements.get(dialect.name)
+        if statement is None:
+            statement = self._statements[dialect.name] = self._build(functions_for(dialect.name))
+        return statement
+
+    def compiled(self, dialect: Dialect) -> CompiledRead:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = CompiledRead.of(self.statement(dialect), dialect)
+            self._compiled[dialect.name] = compiled
+        return compiled
+
+
+class Reader(Protocol):
+    """Runs reads; what endpoints that only read ask for (`ReadSession`)."""
+
+    async def scalar(self, read: Read[T], /, **params: object) -> T | None: ...
+
+
+class _AsyncpgExecutor(Protocol):
+    """The part of an asyncpg pool or connection the reader uses (asyncpg ships no types)."""
+
+    async def fetchval(self, query: str, *args: object) -> Any: ...
+
+
+# A pooled connection that died under a statement (server restart, failover, terminated backend).
+_CONNECTION_LOST = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+)
+
+
+class AsyncpgReader:
+    """Reads on asyncpg: a pool of read-only connections, or (in tests) one connection."""
+
+    def __init__(self, executor: _AsyncpgExecutor, dialect: Dialect) -> None:
+        self._executor = executor
+        self._dialect = dialect
+
+    async def scalar(self, read: Read[T], /, **params: object) -> T | None:
+        compiled = read.compiled(self._dialect)
+        arguments = compiled.arguments(params)
+        try:
+            value = await self._executor.fetchval(compiled.sql, *arguments)
+        except _CONNECTION_LOST:
+            # The pool replaces connections it knows are closed without a round trip; one that
+            # died unnoticed fails its statement. Reads are idempotent: retry once, on another.
+            value = await self._executor.fetchval(compiled.sql, *arguments)
+        return cast("T | None", value)
+
+
+class SQLiteReader:
+    """Reads on an aiosqlite connection of their own (or, in tests, the test's connection)."""
+
+    def __init__(self, connection: aiosqlite.Connection, dialect: Dialect) -> None:
+        self._connection = connection
+        self._dialect = dialect
+
+    async def scalar(self, read: Read[T], /, **params: object) -> T | None:
+        compiled = read.compiled(self._dialect)
+        rows = list(
+            await self._connection.execute_fetchall(compiled.sql, compiled.arguments(params))
+        )
+        return cast("T | None", rows[0][0]) if rows else None
+
+
+class SessionReader:
+    """Reads inside a write transaction, seeing its uncommitted writes: how a write endpoint
+    renders what it has just changed, with the same statements as the read endpoints."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def scalar(self, read: Read[T], /, **params: object) -> T | None:
+        statement = read.statement(self._session.get_bind().dialect)
+        return cast("T | None", await self._session.scalar(statement, params))
+
+
+async def driver_reader(connection: AsyncConnection) -> Reader:
+    """A reader on the driver connection under `connection`, inside its transaction."""
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if connection.dialect.name == "sqlite":
+        return SQLiteReader(cast("aiosqlite.Connection", driver), connection.dialect)
+    return AsyncpgReader(cast("_AsyncpgExecutor", driver), connection.dialect)
+
+
+# Engine, sessions and the process-wide clients -------------------------------------------
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """Foreign keys, WAL, and transactions SQLite can serialise without deadlocking.
 
@@ -85,6 +252,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _discard_closed_connections(engine: AsyncEngine) -> None:
+    """Replace a pooled connection whose socket the driver has seen close (a restarted server,
+    a terminated backend) at checkout, without the round trip of a pre-ping."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(
+        dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry, __: PoolProxiedConnection
+    ) -> None:
+        driver_connection = cast("Any", dbapi_connection).driver_connection
+        if driver_connection.is_closed():
+            raise exc.DisconnectionError
+
+
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     if settings.is_sqlite:
         # One connection per process: SQLite has a single writer anyway, and queueing in the
@@ -98,49 +278,83 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         echo=settings.echo,
-        pool_pre_ping=True,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
     )
+    _discard_closed_connections(engine)
+    return engine
+
+
+def create_sessions(engine: AsyncEngine | AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Sessions:
-    """Where a request's session comes from: `reads` for GET, HEAD and OPTIONS, `writes` for
-    everything else."""
+class Database:
+    """The process's database clients, created and closed with the app (`connect`)."""
 
-    reads: async_sessionmaker[AsyncSession]
-    writes: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    reader: Reader
 
 
-def create_sessions(engine: AsyncEngine) -> Sessions:
-    """On PostgreSQL, reads run in autocommit: no BEGIN and COMMIT around a request that only
-    reads (and each of its statements sees committed data). SQLite keeps one path, since every
-    transaction there is serialised anyway."""
-    writes = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-    if engine.dialect.name == "sqlite":
-        return Sessions(reads=writes, writes=writes)
-    reads = async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"),
-        expire_on_commit=False,
-        autoflush=False,
+@contextlib.asynccontextmanager
+async def _asyncpg_pool(
+    settings: DatabaseSettings, dialect: Dialect
+) -> AsyncIterator[AsyncpgReader]:
+    url = settings.sqlalchemy_url.set(drivername="postgresql")
+    pool = await asyncpg.create_pool(
+        url.render_as_string(hide_password=False),
+        min_size=1,
+        max_size=settings.read_pool_size,
+        # The server refuses any write on these connections: the read path is read-only by
+        # construction, not by convention.
+        server_settings={"default_transaction_read_only": "on"},
     )
-    return Sessions(reads=reads, writes=writes)
+    try:
+        yield AsyncpgReader(pool, dialect)
+    finally:
+        await pool.close()
 
 
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+@contextlib.asynccontextmanager
+async def _sqlite_connection(
+    settings: DatabaseSettings, dialect: Dialect
+) -> AsyncIterator[SQLiteReader]:
+    path = Path(settings.sqlalchemy_url.database or "")
+    async with aiosqlite.connect(path, isolation_level=None) as connection:
+        for pragma in ("PRAGMA query_only = ON", "PRAGMA busy_timeout = 10000"):
+            await connection.execute(pragma)
+        yield SQLiteReader(connection, dialect)
 
 
-async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
-    """One unit of work per request: committed when the endpoint returns, before the response
-    is sent, and rolled back if anything raised."""
-    sessions: Sessions = request.app.state.sessions
-    sessionmaker = sessions.reads if request.method in _SAFE_METHODS else sessions.writes
-    async with sessionmaker() as session:
+@contextlib.asynccontextmanager
+async def connect(settings: DatabaseSettings) -> AsyncIterator[Database]:
+    """The engine for writes and migrations, and a reader on connections of its own. The
+    embedded SQLite default migrates itself; PostgreSQL is migrated by `conduit migrate`."""
+    engine = create_engine(settings)
+    open_reader = _sqlite_connection if settings.is_sqlite else _asyncpg_pool
+    try:
+        if settings.is_sqlite:
+            await migrations.upgrade(engine)
+        async with open_reader(settings, engine.dialect) as reader:
+            yield Database(engine=engine, sessions=create_sessions(engine), reader=reader)
+    finally:
+        await engine.dispose()
+
+
+# The unit of work --------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: committed when the block ends, rolled back if anything raised (except
+    an `AppError` that `keeps_changes`)."""
+    async with sessions() as session:
         try:
             yield session
         except AppError as error:
@@ -150,7 +364,24 @@ async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
+def database_of(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed when the endpoint returns, before the response is
+    sent, and rolled back if anything raised."""
+    async with transaction(database_of(request).sessions) as session:
+        yield session
+
+
+async def read_session(request: Request) -> Reader:
+    return database_of(request).reader
+
+
 Session = Annotated[AsyncSession, Depends(unit_of_work, scope="function")]
+ReadSession = Annotated[Reader, Depends(read_session)]
 
 
 def insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:

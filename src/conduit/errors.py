@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,45 @@ class OAuth2Error(Exception):
         self.error = error
         self.description = description
         super().__init__(f"{error}: {description}")
+
+
+class ErrorResponse(BaseModel):
+    """`{"errors": {"<field>": ["<message>"]}}`: what every error of the API looks like."""
+
+    errors: dict[str, list[str]]
+
+
+class OAuth2ErrorResponse(BaseModel):
+    """RFC 6749 section 5.2: the token endpoint's errors."""
+
+    error: str
+    error_description: str
+
+
+_RESPONSE_DESCRIPTIONS = {
+    status.HTTP_401_UNAUTHORIZED: "Credentials missing, invalid, expired or signed out.",
+    status.HTTP_403_FORBIDDEN: "Not yours to change, or the API key lacks the scope.",
+    status.HTTP_404_NOT_FOUND: "No such resource.",
+    status.HTTP_409_CONFLICT: "Already taken.",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input; each field says what is wrong.",
+}
+
+
+def responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route declares in OpenAPI, all in the API's error shape."""
+    return {
+        code: {"model": ErrorResponse, "description": _RESPONSE_DESCRIPTIONS[code]}
+        for code in status_codes
+    }
+
+
+OAUTH2_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {
+        "model": OAuth2ErrorResponse,
+        "description": "`invalid_grant`: wrong username or password.",
+    },
+    **responses(status.HTTP_422_UNPROCESSABLE_CONTENT),
+}
 
 
 def error_body(errors: Mapping[str, Sequence[str]]) -> ErrorBody:

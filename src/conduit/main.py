@@ -7,14 +7,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import migrations
+from conduit import database
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
 from conduit.comments.router import router as comments_router
 from conduit.config import Settings
-from conduit.database import create_engine, create_sessions
 from conduit.errors import register_error_handlers
 from conduit.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from conduit.profiles.router import router as profiles_router
@@ -43,17 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database)
-        if settings.database.is_sqlite:
-            await migrations.upgrade(engine)
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.sessions = create_sessions(engine)
-        app.state.password_hasher = PasswordHasher(settings.auth.hash_concurrency)
-        try:
+        """Every client of the process is created here and closed on shutdown."""
+        async with database.connect(settings.database) as db:
+            app.state.settings = settings
+            app.state.database = db
+            app.state.password_hasher = PasswordHasher(settings.auth.hash_concurrency)
             yield
-        finally:
-            await engine.dispose()
 
     docs = settings.docs_enabled
     app = FastAPI(

@@ -1,122 +1,124 @@
-"""SQL expressions that build JSON inside the database, on PostgreSQL and SQLite alike.
+"""JSON built inside the database, in each backend's own functions.
 
-The hot read endpoints hand the database's JSON to the client as it is, with no ORM objects, no
+The read endpoints hand the database's JSON to the client as it is, with no ORM objects, no
 Pydantic models and no serialisation in Python between them (docs/benchmarks.md has the numbers).
-Each construct below renders the equivalent functions of each backend:
+Statements are built once per dialect (`conduit.database.Read`), so each backend gets plain
+SQLAlchemy constructs for its own functions rather than home-made `@compiles` classes:
 
-- `json_object(key=value, ...)`: PostgreSQL `json_build_object`, SQLite `json_object`.
-- `json_array_agg(x, *order_by)`: PostgreSQL `coalesce(json_agg(x ORDER BY ...), '[]')`;
-  SQLite `json_group_array(x)`, whose aggregates take no ORDER BY before 3.44, so it must
-  aggregate an already ordered subquery.
-- `json_document(x)`: a JSON document read back from a subquery column; SQLite forgets that such
-  a value is JSON (it would nest it as a string) unless it is wrapped in `json(x)`.
-- `json_bool(condition)`: the boolean itself on PostgreSQL; on SQLite, whose booleans are 0 and
-  1, `json('true')` or `json('false')`.
-- `iso_timestamp(column)`: `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, with `to_char` or `strftime`.
+- `object(key=value)`: PostgreSQL `json_build_object`, SQLite `json_object`.
+- `array(value, from_=..., order_by=...)`: PostgreSQL `json_agg(value ORDER BY ...)`; SQLite
+  `json_group_array(value) OVER (ORDER BY ... ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED
+  FOLLOWING)`, first row.
+- `document(value)`: the value on PostgreSQL; SQLite forgets that a subquery's column is JSON
+  unless it is wrapped in `json(value)`.
+- `boolean(condition)`: the boolean on PostgreSQL; on SQLite, whose booleans are 0 and 1,
+  `json('true')` or `json('false')`.
+- `timestamp(column)`: `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, with `to_char` or `strftime`.
+
+SQLite before 3.44 has no `ORDER BY` inside an aggregate, and the order in which a plain
+aggregate sees the rows of an ordered subquery is not documented; a window's `ORDER BY` is what
+orders the rows its frame feeds the aggregate, so the SQLite array is a whole-partition window.
 """
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import Cast, SQLColumnExpression, String, Text, cast, literal_column
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseList
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import (
+    Case,
+    ColumnElement,
+    FromClause,
+    ScalarSelect,
+    SQLColumnExpression,
+    Text,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 
-
-class json_object(FunctionElement[str]):  # noqa: N801 - named like the SQL function it renders
-    type = String()
-    inherit_cache = True
-
-    def __init__(self, **fields: SQLColumnExpression[Any]) -> None:
-        # Keys are identifiers from our own code, rendered inline: PostgreSQL cannot infer the
-        # type of a bound parameter passed to json_build_object.
-        arguments = [
-            part for key, value in fields.items() for part in (literal_column(f"'{key}'"), value)
-        ]
-        super().__init__(*arguments)
-
-
-class json_array_agg(FunctionElement[str]):  # noqa: N801 - named like a SQL aggregate
-    type = String()
-    inherit_cache = True
-
-    def __init__(
-        self, value: SQLColumnExpression[Any], *order_by: SQLColumnExpression[Any]
-    ) -> None:
-        super().__init__(value)
-        self.order_by = ClauseList(*order_by)
+Expression = SQLColumnExpression[Any]
 
 
-class json_document(FunctionElement[str]):  # noqa: N801 - named like the SQL expressions it renders
-    type = String()
-    inherit_cache = True
+def _key(name: str) -> ColumnElement[str]:
+    # Keys come from our own code and are rendered inline: PostgreSQL cannot infer the type of a
+    # bound parameter passed to json_build_object.
+    return literal_column(f"'{name}'")
 
 
-class json_bool(FunctionElement[bool]):  # noqa: N801 - named like the SQL expressions it renders
-    inherit_cache = True
+class JSONFunctions(Protocol):
+    def object(self, **fields: Expression) -> ColumnElement[str]: ...
+
+    def array(
+        self, value: Expression, *, from_: FromClause, order_by: Sequence[Expression]
+    ) -> ColumnElement[str]:
+        """The JSON array of `value` over the rows of `from_`, in `order_by` order; `[]` when
+        there are none."""
+        ...
+
+    def document(self, value: Expression) -> ColumnElement[str]: ...
+
+    def boolean(self, condition: ColumnElement[bool]) -> ColumnElement[Any]: ...
+
+    def timestamp(self, column: Expression) -> ColumnElement[str]: ...
 
 
-class iso_timestamp(FunctionElement[str]):  # noqa: N801 - named like the SQL expressions it renders
-    type = String()
-    inherit_cache = True
+class PostgreSQLJSON:
+    def object(self, **fields: Expression) -> ColumnElement[str]:
+        arguments = [part for key, value in fields.items() for part in (_key(key), value)]
+        return func.json_build_object(*arguments, type_=Text)
+
+    def array(
+        self, value: Expression, *, from_: FromClause, order_by: Sequence[Expression]
+    ) -> ScalarSelect[str]:
+        aggregate = func.json_agg(value).aggregate_order_by(*order_by)
+        return (
+            select(func.coalesce(aggregate, literal_column("'[]'::json"), type_=Text))
+            .select_from(from_)
+            .scalar_subquery()
+        )
+
+    def document(self, value: Expression) -> ColumnElement[str]:
+        return type_coerce(value, Text)
+
+    def boolean(self, condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return condition.self_group()
+
+    def timestamp(self, column: Expression) -> ColumnElement[str]:
+        utc = column.op("AT TIME ZONE")(literal_column("'UTC'"))
+        return func.to_char(utc, literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"""), type_=Text)
 
 
-def as_text(document: SQLColumnExpression[str]) -> Cast[str]:
-    """The document as JSON text, to send as it is: asyncpg would parse a `json` value."""
+class SQLiteJSON:
+    def object(self, **fields: Expression) -> ColumnElement[str]:
+        arguments = [part for key, value in fields.items() for part in (_key(key), value)]
+        return func.json_object(*arguments, type_=Text)
+
+    def array(
+        self, value: Expression, *, from_: FromClause, order_by: Sequence[Expression]
+    ) -> ColumnElement[str]:
+        whole_partition = func.json_group_array(value).over(order_by=order_by, rows=(None, None))
+        first_row = select(whole_partition).select_from(from_).limit(1).scalar_subquery()
+        return func.coalesce(first_row, func.json(literal_column("'[]'")), type_=Text)
+
+    def document(self, value: Expression) -> ColumnElement[str]:
+        return func.json(value, type_=Text)
+
+    def boolean(self, condition: ColumnElement[bool]) -> Case[Any]:
+        return case(
+            (condition, func.json(literal_column("'true'"))),
+            else_=func.json(literal_column("'false'")),
+        )
+
+    def timestamp(self, column: Expression) -> ColumnElement[str]:
+        return func.strftime(literal_column("'%Y-%m-%dT%H:%M:%fZ'"), column, type_=Text)
+
+
+def functions_for(dialect_name: str) -> JSONFunctions:
+    return SQLiteJSON() if dialect_name == "sqlite" else PostgreSQLJSON()
+
+
+def as_text(document: Expression) -> ColumnElement[str]:
+    """The document as JSON text, to send as it is."""
     return cast(document, Text)
-
-
-@compiles(json_object, "postgresql")
-def _json_object_postgresql(element: json_object, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_build_object({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(json_object, "sqlite")
-def _json_object_sqlite(element: json_object, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_object({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(json_array_agg, "postgresql")
-def _json_array_agg_postgresql(element: json_array_agg, compiler: SQLCompiler, **kw: Any) -> str:
-    value = compiler.process(element.clauses, **kw)
-    order_by = compiler.process(element.order_by, **kw)
-    ordering = f" ORDER BY {order_by}" if order_by else ""
-    return f"coalesce(json_agg({value}{ordering}), '[]'::json)"
-
-
-@compiles(json_array_agg, "sqlite")
-def _json_array_agg_sqlite(element: json_array_agg, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_group_array({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(json_document, "postgresql")
-def _json_document_postgresql(element: json_document, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(json_document, "sqlite")
-def _json_document_sqlite(element: json_document, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(json_bool, "postgresql")
-def _json_bool_postgresql(element: json_bool, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(json_bool, "sqlite")
-def _json_bool_sqlite(element: json_bool, compiler: SQLCompiler, **kw: Any) -> str:
-    condition = compiler.process(element.clauses, **kw)
-    return f"CASE WHEN {condition} THEN json('true') ELSE json('false') END"
-
-
-@compiles(iso_timestamp, "postgresql")
-def _iso_timestamp_postgresql(element: iso_timestamp, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
-
-
-@compiles(iso_timestamp, "sqlite")
-def _iso_timestamp_sqlite(element: iso_timestamp, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"strftime('%Y-%m-%dT%H:%M:%fZ', {compiler.process(element.clauses, **kw)})"

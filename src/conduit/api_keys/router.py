@@ -2,47 +2,49 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from conduit.api_keys import service
-from conduit.api_keys.schemas import (
-    ApiKey,
-    ApiKeysResponse,
-    CreatedApiKey,
-    CreatedApiKeyResponse,
-    NewApiKeyRequest,
-)
+from conduit.api_keys import reads, service
+from conduit.api_keys.schemas import ApiKeysResponse, CreatedApiKeyResponse, NewApiKeyRequest
 from conduit.auth.dependencies import SignedInUser
-from conduit.database import Session
+from conduit.database import ReadSession, Session, SessionReader
+from conduit.errors import responses
+from conduit.schemas import JSONText
 
 router = APIRouter(prefix="/user/api-keys", tags=["API keys"])
 
+_SIGNED_IN = responses(401, 403)
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedApiKeyResponse,
+    responses=responses(401, 403, 422),
+)
 async def create_api_key(
     body: NewApiKeyRequest, session: Session, signed_in: SignedInUser
-) -> CreatedApiKeyResponse:
+) -> Response:
     """Create a key for a machine client. `scopes` is any of `read` (GET requests) and `write`
     (everything else); `expiresAt` is optional. The response carries the secret `key`, the only
     time it is ever shown: store it then."""
-    api_key, key = await service.create(session, user=signed_in.user, new=body.api_key)
-    created = CreatedApiKey.model_validate(
-        ApiKey.model_validate(api_key).model_dump() | {"key": key}
-    )
-    return CreatedApiKeyResponse(api_key=created)
+    key_id, key = await service.create(session, user_id=signed_in.user.id, new=body.api_key)
+    document = await reads.created(SessionReader(session), key_id=key_id, key=key)
+    return JSONText(document, status_code=status.HTTP_201_CREATED)
 
 
-@router.get("")
-async def list_api_keys(session: Session, signed_in: SignedInUser) -> ApiKeysResponse:
+@router.get("", response_model=ApiKeysResponse, responses=_SIGNED_IN)
+async def list_api_keys(db: ReadSession, signed_in: SignedInUser) -> Response:
     """Your keys, without their secrets."""
-    keys = await service.list_keys(session, user=signed_in.user)
-    return ApiKeysResponse.model_validate({"api_keys": keys})
+    return JSONText(await reads.for_user(db, user_id=signed_in.user.id))
 
 
-@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403, 404, 422)
+)
 async def revoke_api_key(
     key_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     session: Session,
     signed_in: SignedInUser,
 ) -> Response:
     """Revoke a key: it stops working at once."""
-    await service.revoke(session, user=signed_in.user, key_id=key_id)
+    await service.revoke(session, user_id=signed_in.user.id, key_id=key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

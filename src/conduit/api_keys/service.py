@@ -4,81 +4,69 @@ A key looks like `cdt_<43 url-safe characters>`; the `cdt_` prefix lets secret s
 recognise a leaked one, and its first characters (`prefix`) tell keys apart in listings.
 """
 
-import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from conduit.api_keys import reads
 from conduit.api_keys.models import ApiKey
+from conduit.api_keys.reads import KeyHolder
 from conduit.api_keys.schemas import NewApiKey
-from conduit.auth.models import User
-from conduit.auth.principal import Principal, Scope
-from conduit.database import utcnow
+from conduit.auth.tokens import digest
+from conduit.database import Reader
 from conduit.errors import NotFound, Unauthorized
 
 KEY_PREFIX = "cdt_"
 _SHOWN_PREFIX_LENGTH = len(KEY_PREFIX) + 8
 # Recording every use would turn each read into a write; once a minute is precise enough.
-_LAST_USED_PRECISION = timedelta(minutes=1)
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-async def create(session: AsyncSession, *, user: User, new: NewApiKey) -> tuple[ApiKey, str]:
-    """The stored key and its secret, which is shown this once and never again."""
+async def create(session: AsyncSession, *, user_id: int, new: NewApiKey) -> tuple[int, str]:
+    """The new key's id and its secret, which is shown this once and never again."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey(
-        user_id=user.id,
+        user_id=user_id,
         name=new.name,
         prefix=key[:_SHOWN_PREFIX_LENGTH],
-        key_hash=_hash(key),
+        key_hash=digest(key),
         scopes=sorted(new.scopes),
         expires_at=new.expires_at,
     )
     session.add(api_key)
     await session.flush()
-    return api_key, key
+    return api_key.id, key
 
 
-async def list_keys(session: AsyncSession, *, user: User) -> list[ApiKey]:
-    return list(
-        await session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id))
-    )
-
-
-async def revoke(session: AsyncSession, *, user: User, key_id: int) -> None:
+async def revoke(session: AsyncSession, *, user_id: int, key_id: int) -> None:
     """Delete one of the user's keys; another user's key is as unknown as a missing one."""
     deleted = await session.execute(
-        delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id).returning(ApiKey.id)
+        delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id).returning(ApiKey.id)
     )
     if deleted.scalar_one_or_none() is None:
         raise NotFound("api_key")
 
 
-async def authenticate(session: AsyncSession, key: str) -> Principal:
-    now = utcnow()
-    row = (
-        await session.execute(
-            select(User, ApiKey)
-            .join(ApiKey, ApiKey.user_id == User.id)
-            .where(ApiKey.key_hash == _hash(key))
-        )
-    ).first()
-    if row is None:
+async def authenticate(db: Reader, key: str, *, now: datetime) -> KeyHolder:
+    holder = await reads.holder(
+        db, key_hash=digest(key), now=now, stale_before=now - LAST_USED_PRECISION
+    )
+    if holder is None:
         raise Unauthorized("api_key")
-    user, api_key = row
-    if api_key.expires_at is not None and api_key.expires_at <= now:
+    if holder.expired:
         raise Unauthorized("api_key", "has expired")
+    return holder
+
+
+async def record_use(session: AsyncSession, *, key_id: int, now: datetime) -> None:
+    """Set `last_used_at`, unless a concurrent request already has within the precision."""
     await session.execute(
         update(ApiKey)
         .where(
-            ApiKey.id == api_key.id,
-            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - _LAST_USED_PRECISION),
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_PRECISION),
         )
         .values(last_used_at=now)
     )
-    return Principal(user=user, scopes=frozenset(Scope(scope) for scope in api_key.scopes))

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from conduit.articles import service
+from conduit.articles import reads, service
 from conduit.articles.dependencies import ValidArticle
 from conduit.articles.schemas import (
     ArticleResponse,
@@ -11,7 +11,8 @@ from conduit.articles.schemas import (
     UpdateArticleRequest,
 )
 from conduit.auth.dependencies import CurrentUser, OptionalUser
-from conduit.database import Session
+from conduit.database import ReadSession, Session, SessionReader
+from conduit.errors import responses
 from conduit.schemas import JSONText
 
 router = APIRouter(prefix="/articles", tags=["Articles"])
@@ -21,11 +22,13 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Articles to skip.")]
 Filter = Annotated[str | None, Query(max_length=255)]
 
+_CHANGE = responses(401, 403, 404, 422)
 
-@router.get("", response_model=MultipleArticlesResponse)
+
+@router.get("", response_model=MultipleArticlesResponse, responses=responses(401, 403, 422))
 async def list_articles(
     *,
-    session: Session,
+    db: ReadSession,
     viewer: OptionalUser,
     tag: Filter = None,
     author: Filter = None,
@@ -35,9 +38,9 @@ async def list_articles(
 ) -> Response:
     """Most recent articles first, optionally filtered by tag, author or the username of a user
     who favorited them. `articlesCount` is the total before paging. Items carry no `body`."""
-    page = await service.list_articles(
-        session,
-        viewer=viewer,
+    page = await reads.page(
+        db,
+        viewer_id=viewer.id if viewer else None,
         tag=tag,
         author=author,
         favorited_by=favorited,
@@ -47,54 +50,63 @@ async def list_articles(
     return JSONText(page)
 
 
-@router.get("/feed", response_model=MultipleArticlesResponse)
+@router.get("/feed", response_model=MultipleArticlesResponse, responses=responses(401, 403, 422))
 async def feed(
-    session: Session, viewer: CurrentUser, limit: Limit = 20, offset: Offset = 0
+    db: ReadSession, viewer: CurrentUser, limit: Limit = 20, offset: Offset = 0
 ) -> Response:
     """Most recent articles by the users you follow."""
-    return JSONText(await service.feed(session, viewer=viewer, limit=limit, offset=offset))
+    return JSONText(await reads.feed(db, viewer_id=viewer.id, limit=limit, offset=offset))
 
 
-@router.get("/{slug}", response_model=ArticleResponse)
-async def get_article(slug: str, session: Session, viewer: OptionalUser) -> Response:
-    return JSONText(await service.get_json(session, slug=slug, viewer=viewer))
+@router.get("/{slug}", response_model=ArticleResponse, responses=responses(401, 403, 404))
+async def get_article(slug: str, db: ReadSession, viewer: OptionalUser) -> Response:
+    return JSONText(await reads.get(db, slug=slug, viewer_id=viewer.id if viewer else None))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ArticleResponse)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ArticleResponse,
+    responses=responses(401, 403, 409, 422),
+)
 async def create_article(body: NewArticleRequest, session: Session, user: CurrentUser) -> Response:
     """Publish an article. Its slug comes from the title; a title already in use gets a suffix."""
     slug = await service.create(session, author=user, new=body.article)
-    document = await service.get_json(session, slug=slug, viewer=user)
+    document = await reads.get(SessionReader(session), slug=slug, viewer_id=user.id)
     return JSONText(document, status_code=status.HTTP_201_CREATED)
 
 
-@router.put("/{slug}", response_model=ArticleResponse)
+@router.put("/{slug}", response_model=ArticleResponse, responses=_CHANGE)
 async def update_article(
     body: UpdateArticleRequest, session: Session, user: CurrentUser, article: ValidArticle
 ) -> Response:
     """Change your own article. The slug stays the same when the title changes, so links to the
     article keep working."""
     await service.update_article(session, article=article, editor=user, changes=body.article)
-    return JSONText(await service.get_json(session, slug=article.slug, viewer=user))
+    return JSONText(await reads.get(SessionReader(session), slug=article.slug, viewer_id=user.id))
 
 
-@router.delete("/{slug}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{slug}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403, 404)
+)
 async def delete_article(session: Session, user: CurrentUser, article: ValidArticle) -> Response:
     """Delete your own article, with its comments and favorites."""
     await service.delete_article(session, article=article, user=user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{slug}/favorite", response_model=ArticleResponse)
+@router.post("/{slug}/favorite", response_model=ArticleResponse, responses=responses(401, 403, 404))
 async def favorite_article(session: Session, user: CurrentUser, article: ValidArticle) -> Response:
     """Favorite an article. Favoriting twice is harmless."""
     await service.favorite(session, article=article, user=user)
-    return JSONText(await service.get_json(session, slug=article.slug, viewer=user))
+    return JSONText(await reads.get(SessionReader(session), slug=article.slug, viewer_id=user.id))
 
 
-@router.delete("/{slug}/favorite", response_model=ArticleResponse)
+@router.delete(
+    "/{slug}/favorite", response_model=ArticleResponse, responses=responses(401, 403, 404)
+)
 async def unfavorite_article(
     session: Session, user: CurrentUser, article: ValidArticle
 ) -> Response:
     await service.unfavorite(session, article=article, user=user)
-    return JSONText(await service.get_json(session, slug=article.slug, viewer=user))
+    return JSONText(await reads.get(SessionReader(session), slug=article.slug, viewer_id=user.id))

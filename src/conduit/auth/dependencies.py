@@ -7,14 +7,14 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from conduit.api_keys import service as api_keys_service
-from conduit.auth import service
-from conduit.auth.models import User
+from conduit.auth import reads
 from conduit.auth.passwords import PasswordHasher
-from conduit.auth.principal import ALL_SCOPES, Principal, Scope, SignedIn
+from conduit.auth.principal import ALL_SCOPES, Account, Principal, Scope, SignedIn
 from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
-from conduit.database import Session
+from conduit.database import Reader, ReadSession, database_of, transaction, utcnow
 from conduit.errors import Forbidden, Unauthorized
+from conduit.schemas import SAFE_METHODS
 
 _realworld_scheme = APIKeyHeader(
     name="Authorization",
@@ -34,8 +34,6 @@ _api_key_scheme = APIKeyHeader(
     description="An API key from `POST /api/user/api-keys`, scoped `read` and/or `write`.",
     auto_error=False,
 )
-
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # Every dependency here is `async def`, even with nothing to await: FastAPI runs plain `def`
 # dependencies in a thread pool, a thread hop per dependency per request.
@@ -62,8 +60,20 @@ def _token_scheme(authorization: str) -> str:
     return token.strip()
 
 
-async def _authenticate(
-    session: Session,
+async def _with_api_key(request: Request, db: Reader, api_key: str) -> Principal:
+    """The key's owner. The key's use is recorded in a unit of work of its own, committed
+    whatever the request then does: the key was used."""
+    now = utcnow()
+    holder = await api_keys_service.authenticate(db, api_key, now=now)
+    if holder.stale:
+        async with transaction(database_of(request).sessions) as session:
+            await api_keys_service.record_use(session, key_id=holder.key_id, now=now)
+    return Principal(user=holder.account, scopes=holder.scopes)
+
+
+async def _authenticate(  # noqa: PLR0917 - FastAPI passes dependencies by keyword
+    request: Request,
+    db: ReadSession,
     settings: AppSettings,
     authorization: Annotated[str | None, Depends(_realworld_scheme)],
     bearer: Annotated[str | None, Depends(_oauth2_scheme)],
@@ -72,17 +82,20 @@ async def _authenticate(
     if api_key is not None:
         if authorization is not None:
             raise Unauthorized("token", "send either Authorization or X-API-Key, not both")
-        return await api_keys_service.authenticate(session, api_key)
+        return await _with_api_key(request, db, api_key)
     if authorization is None:
         return None
     token = bearer or _token_scheme(authorization)
     claims = verify_access_token(settings.auth, token)
-    user = await service.get_for_session(
-        session, user_id=claims.user_id, session_id=claims.session_id
-    )
-    if user is None:
+    account = await reads.signed_in(db, user_id=claims.user_id, session_id=claims.session_id)
+    if account is None:
         raise Unauthorized("token")
-    return Principal(user=user, scopes=ALL_SCOPES, session_id=claims.session_id, token=token)
+    return Principal(
+        user=Account.model_validate_json(account),
+        scopes=ALL_SCOPES,
+        session_id=claims.session_id,
+        token=token,
+    )
 
 
 async def optional_principal(
@@ -91,7 +104,7 @@ async def optional_principal(
     """The caller, if credentials were sent; they must carry the scope the method needs
     (`read` for GET, `write` for everything else). Credentials sent but invalid are a 401."""
     if principal is not None:
-        needed = Scope.READ if request.method in _SAFE_METHODS else Scope.WRITE
+        needed = Scope.READ if request.method in SAFE_METHODS else Scope.WRITE
         if needed not in principal.scopes:
             raise Forbidden("api_key", f"lacks the {needed} scope")
     return principal
@@ -112,17 +125,17 @@ async def signed_in(principal: Annotated[Principal, Depends(current_principal)])
     return SignedIn(user=principal.user, session_id=principal.session_id)
 
 
-async def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> User:
+async def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> Account:
     return principal.user
 
 
 async def optional_user(
     principal: Annotated[Principal | None, Depends(optional_principal)],
-) -> User | None:
+) -> Account | None:
     return principal.user if principal is not None else None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 SignedInUser = Annotated[SignedIn, Depends(signed_in)]
-CurrentUser = Annotated[User, Depends(current_user)]
-OptionalUser = Annotated[User | None, Depends(optional_user)]
+CurrentUser = Annotated[Account, Depends(current_user)]
+OptionalUser = Annotated[Account | None, Depends(optional_user)]

@@ -2,7 +2,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from conduit.auth.models import User
+from pydantic import BaseModel, ConfigDict
 
 
 class Scope(StrEnum):
@@ -13,11 +13,23 @@ class Scope(StrEnum):
 ALL_SCOPES = frozenset(Scope)
 
 
+class Account(BaseModel):
+    """The caller's own user record, as authentication reads it (`conduit.auth.reads`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    username: str
+    email: str
+    bio: str | None
+    image: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling, and how: with an access token bound to a session, or with an API key."""
 
-    user: User
+    user: Account
     scopes: frozenset[Scope]
     session_id: uuid.UUID | None = None
     token: str | None = None
@@ -31,5 +43,5 @@ class Principal:
 class SignedIn:
     """A caller with a sign-in session, as opposed to an API key."""
 
-    user: User
+    user: Account
     session_id: uuid.UUID

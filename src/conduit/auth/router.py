@@ -11,6 +11,7 @@ from conduit.auth.dependencies import (
     SignedInUser,
 )
 from conduit.auth.models import User
+from conduit.auth.principal import Account
 from conduit.auth.schemas import (
     LoginUserRequest,
     NewUserRequest,
@@ -20,12 +21,12 @@ from conduit.auth.schemas import (
     UserResponse,
 )
 from conduit.database import Session
-from conduit.errors import OAuth2Error, Unauthorized
+from conduit.errors import OAUTH2_RESPONSES, OAuth2Error, Unauthorized, responses
 
 router = APIRouter(tags=["User and Authentication"])
 
 
-def _user_response(user: User, token: str) -> UserResponse:
+def _user_response(user: User | Account, token: str) -> UserResponse:
     return UserResponse.model_validate(
         {
             "user": {
@@ -45,17 +46,19 @@ def _token_response(pair: sessions.TokenPair) -> TokenResponse:
     )
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED)
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses=responses(409, 422))
 async def register(
     body: NewUserRequest, session: Session, hasher: Hasher, settings: AppSettings
 ) -> UserResponse:
     """Register a new user. Usernames and emails are unique; the password needs 8 characters.
     The token is a long-lived RealWorld token; send it as `Authorization: Token <token>`."""
     user = await service.register(session, hasher, new_user=body.user)
-    return _user_response(user, await sessions.realworld_token(session, settings.auth, user=user))
+    return _user_response(
+        user, await sessions.realworld_token(session, settings.auth, user_id=user.id)
+    )
 
 
-@router.post("/users/login")
+@router.post("/users/login", responses=responses(401, 422))
 async def login(
     body: LoginUserRequest, session: Session, hasher: Hasher, settings: AppSettings
 ) -> UserResponse:
@@ -66,17 +69,19 @@ async def login(
     )
     if user is None:
         raise Unauthorized("credentials", "invalid")
-    return _user_response(user, await sessions.realworld_token(session, settings.auth, user=user))
+    return _user_response(
+        user, await sessions.realworld_token(session, settings.auth, user_id=user.id)
+    )
 
 
-@router.get("/user")
+@router.get("/user", responses=responses(401, 403))
 async def get_current_user(principal: CurrentPrincipal) -> UserResponse:
     """The authenticated user, with the token they authenticated with (empty for an API key:
     a key never turns into a session)."""
     return _user_response(principal.user, principal.token or "")
 
 
-@router.put("/user")
+@router.put("/user", responses=responses(401, 403, 409, 422))
 async def update_current_user(
     body: UpdateUserRequest, principal: CurrentPrincipal, session: Session, hasher: Hasher
 ) -> UserResponse:
@@ -87,7 +92,7 @@ async def update_current_user(
     return _user_response(user, principal.token or "")
 
 
-@router.post("/auth/token", tags=["OAuth2"])
+@router.post("/auth/token", tags=["OAuth2"], responses=OAUTH2_RESPONSES)
 async def issue_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: Session,
@@ -100,10 +105,10 @@ async def issue_token(
     user = await service.authenticate(session, hasher, login=form.username, password=form.password)
     if user is None:
         raise OAuth2Error("invalid_grant", "invalid username or password")
-    return _token_response(await sessions.start_oauth(session, settings.auth, user=user))
+    return _token_response(await sessions.start_oauth(session, settings.auth, user_id=user.id))
 
 
-@router.post("/auth/refresh", tags=["OAuth2"])
+@router.post("/auth/refresh", tags=["OAuth2"], responses=responses(401, 422))
 async def refresh_token(
     body: RefreshRequest, session: Session, settings: AppSettings
 ) -> TokenResponse:
@@ -114,14 +119,24 @@ async def refresh_token(
     )
 
 
-@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["OAuth2"])
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["OAuth2"],
+    responses=responses(401, 403),
+)
 async def logout(session: Session, signed_in: SignedInUser) -> Response:
     """End this session: its access and refresh tokens stop working at once."""
     await sessions.end(session, session_id=signed_in.session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/logout-all", status_code=status.HTTP_204_NO_CONTENT, tags=["OAuth2"])
+@router.post(
+    "/auth/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["OAuth2"],
+    responses=responses(401, 403),
+)
 async def logout_all(session: Session, signed_in: SignedInUser) -> Response:
     """End every session of the user, on every device."""
     await sessions.end_all(session, user_id=signed_in.user.id)

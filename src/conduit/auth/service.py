@@ -1,26 +1,13 @@
-import uuid
-
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.auth import sessions
-from conduit.auth.models import AuthSession, User
+from conduit.auth.models import User
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.principal import Principal
 from conduit.auth.schemas import NewUser, UpdateUser
 from conduit.errors import Conflict, Forbidden
-
-
-async def get_for_session(
-    session: AsyncSession, *, user_id: int, session_id: uuid.UUID
-) -> User | None:
-    """The user, if the sign-in session their token names is still open."""
-    return await session.scalar(
-        select(User)
-        .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == user_id, AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
-    )
 
 
 async def _ensure_unique(
@@ -86,12 +73,12 @@ async def update(
 ) -> User:
     """Apply the fields sent. A new password ends every other session of the user; an API key
     may not change the credentials (email, password) at all."""
-    user = principal.user
     fields = changes.model_fields_set
     if principal.via_api_key and fields & {"email", "password"}:
         raise Forbidden("api_key", "can't change email or password")
     username = changes.username if "username" in fields else None
     email = changes.email if "email" in fields else None
+    user = await session.get_one(User, principal.user.id)
     await _ensure_unique(session, username=username, email=email, exclude_id=user.id)
     if username is not None:
         user.username = username

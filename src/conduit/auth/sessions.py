@@ -6,7 +6,6 @@ Refresh tokens are opaque random strings stored as SHA-256 hashes; each is used 
 one twice ends its session (OAuth 2.0 Security BCP, section 4.14).
 """
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,8 +14,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.auth.models import AuthSession, RefreshToken, User
-from conduit.auth.tokens import create_access_token
+from conduit.auth.models import AuthSession, RefreshToken
+from conduit.auth.tokens import create_access_token, digest
 from conduit.config import AuthSettings
 from conduit.database import utcnow
 from conduit.errors import Unauthorized
@@ -35,22 +34,18 @@ class TokenPair:
     refresh_token: str
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def start(session: AsyncSession, *, user: User) -> uuid.UUID:
-    auth_session = AuthSession(id=uuid.uuid4(), user_id=user.id)
+async def start(session: AsyncSession, *, user_id: int) -> uuid.UUID:
+    auth_session = AuthSession(id=uuid.uuid4(), user_id=user_id)
     session.add(auth_session)
     await session.flush()
     return auth_session.id
 
 
-async def realworld_token(session: AsyncSession, settings: AuthSettings, *, user: User) -> str:
+async def realworld_token(session: AsyncSession, settings: AuthSettings, *, user_id: int) -> str:
     """A new session and the long-lived access token RealWorld clients keep."""
-    session_id = await start(session, user=user)
+    session_id = await start(session, user_id=user_id)
     return create_access_token(
-        settings, user_id=user.id, session_id=session_id, ttl_seconds=settings.token_ttl_seconds
+        settings, user_id=user_id, session_id=session_id, ttl_seconds=settings.token_ttl_seconds
     )
 
 
@@ -61,7 +56,7 @@ async def _issue_pair(
     session.add(
         RefreshToken(
             session_id=session_id,
-            token_hash=_hash(refresh_token),
+            token_hash=digest(refresh_token),
             expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_seconds),
         )
     )
@@ -74,9 +69,9 @@ async def _issue_pair(
     return TokenPair(access_token, settings.access_token_ttl_seconds, refresh_token)
 
 
-async def start_oauth(session: AsyncSession, settings: AuthSettings, *, user: User) -> TokenPair:
-    session_id = await start(session, user=user)
-    return await _issue_pair(session, settings, user_id=user.id, session_id=session_id)
+async def start_oauth(session: AsyncSession, settings: AuthSettings, *, user_id: int) -> TokenPair:
+    session_id = await start(session, user_id=user_id)
+    return await _issue_pair(session, settings, user_id=user_id, session_id=session_id)
 
 
 async def refresh(
@@ -85,7 +80,7 @@ async def refresh(
     """Trade a refresh token for a new pair. The claim is one atomic UPDATE, so of two
     concurrent refreshes with the same token exactly one wins; the other counts as reuse."""
     now = utcnow()
-    token_hash = _hash(refresh_token)
+    token_hash = digest(refresh_token)
     claimed = await session.execute(
         update(RefreshToken)
         .where(

@@ -1,29 +1,35 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from conduit.auth.dependencies import CurrentUser, OptionalUser
-from conduit.database import Session
-from conduit.profiles import service
+from conduit.database import ReadSession, Session, SessionReader
+from conduit.errors import responses
+from conduit.profiles import reads, service
 from conduit.profiles.schemas import ProfileResponse
+from conduit.schemas import JSONText
 
 router = APIRouter(prefix="/profiles", tags=["Profile"])
 
 
-@router.get("/{username}")
-async def get_profile(username: str, session: Session, viewer: OptionalUser) -> ProfileResponse:
+@router.get("/{username}", response_model=ProfileResponse, responses=responses(401, 403, 404))
+async def get_profile(username: str, db: ReadSession, viewer: OptionalUser) -> Response:
     """A user's public profile; `following` says whether the viewer follows them."""
-    profile = await service.get_profile(session, username=username, viewer=viewer)
-    return ProfileResponse.model_validate({"profile": profile})
+    viewer_id = viewer.id if viewer else None
+    return JSONText(await reads.get(db, username=username, viewer_id=viewer_id))
 
 
-@router.post("/{username}/follow")
-async def follow(username: str, session: Session, user: CurrentUser) -> ProfileResponse:
+@router.post(
+    "/{username}/follow", response_model=ProfileResponse, responses=responses(401, 403, 404, 422)
+)
+async def follow(username: str, session: Session, user: CurrentUser) -> Response:
     """Follow a user, so that their articles appear in your feed. Following twice is harmless."""
-    profile = await service.follow(session, username=username, follower=user)
-    return ProfileResponse.model_validate({"profile": profile})
+    await service.follow(session, username=username, follower=user)
+    return JSONText(await reads.get(SessionReader(session), username=username, viewer_id=user.id))
 
 
-@router.delete("/{username}/follow")
-async def unfollow(username: str, session: Session, user: CurrentUser) -> ProfileResponse:
+@router.delete(
+    "/{username}/follow", response_model=ProfileResponse, responses=responses(401, 403, 404)
+)
+async def unfollow(username: str, session: Session, user: CurrentUser) -> Response:
     """Stop following a user."""
-    profile = await service.unfollow(session, username=username, follower=user)
-    return ProfileResponse.model_validate({"profile": profile})
+    await service.unfollow(session, username=username, follower=user)
+    return JSONText(await reads.get(SessionReader(session), username=username, viewer_id=user.id))

@@ -1,14 +1,14 @@
 from fastapi import APIRouter, Response
 
-from conduit.database import Session
+from conduit.database import ReadSession
 from conduit.schemas import JSONText
-from conduit.tags import service
+from conduit.tags import reads
 from conduit.tags.schemas import TagsResponse
 
 router = APIRouter(tags=["Tags"])
 
 
 @router.get("/tags", response_model=TagsResponse)
-async def list_tags(session: Session) -> Response:
+async def list_tags(db: ReadSession) -> Response:
     """Every tag in use on at least one article, in alphabetical order."""
-    return JSONText(await service.list_tags_json(session))
+    return JSONText(await reads.in_use(db))

@@ -1,0 +1,180 @@
+"""Articles as the API shows them, rendered by the database: one statement per read, returning
+the finished JSON document."""
+
+from functools import cache
+from typing import NewType, cast
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    exists,
+    false,
+    func,
+    select,
+)
+
+from conduit.articles.models import Article, ArticleTotal, Favorite
+from conduit.auth import User
+from conduit.database import Read, Reader
+from conduit.errors import NotFound
+from conduit.profiles import reads as profiles_reads
+from conduit.profiles.reads import VIEWER_ID
+from conduit.sql_json import JSONFunctions, as_text
+from conduit.tags import reads as tags_reads
+
+# `{"article": {...}}`
+ArticleDocument = NewType("ArticleDocument", str)
+# `{"articles": [...], "articlesCount": n}`
+ArticlePage = NewType("ArticlePage", str)
+
+_SLUG: BindParameter[str] = bindparam("slug", type_=String)
+_TAG: BindParameter[str] = bindparam("tag", type_=String)
+_AUTHOR: BindParameter[str] = bindparam("author", type_=String)
+_FAVORITED_BY: BindParameter[str] = bindparam("favorited_by", type_=String)
+_LIMIT: BindParameter[int] = bindparam("limit", type_=Integer)
+_OFFSET: BindParameter[int] = bindparam("offset", type_=Integer)
+
+
+def id_of(slug: str | BindParameter[str]) -> Select[int]:
+    """The id of the article at `slug`."""
+    return select(Article.id).where(Article.slug == slug)
+
+
+def _article(
+    j: JSONFunctions, *, viewer_id: BindParameter[int] | None, with_body: bool
+) -> ColumnElement[str]:
+    """The article of the enclosing query's `articles` row (joined to its author in `users`)."""
+    favorites_count = (
+        select(func.count()).where(Favorite.article_id == Article.id).scalar_subquery()
+    )
+    favorited = (
+        exists().where(Favorite.article_id == Article.id, Favorite.user_id == viewer_id)
+        if viewer_id is not None
+        else false()
+    )
+    body = {"body": Article.body} if with_body else {}
+    return j.object(
+        slug=Article.slug,
+        title=Article.title,
+        description=Article.description,
+        **body,
+        tagList=tags_reads.names(j, Article.id),
+        createdAt=j.timestamp(Article.created_at),
+        updatedAt=j.timestamp(Article.updated_at),
+        favorited=j.boolean(favorited),
+        favoritesCount=favorites_count,
+        author=profiles_reads.profile(j, viewer_id=viewer_id),
+    )
+
+
+@cache
+def _page_read(
+    *, signed_in: bool, feed: bool, tag: bool, author: bool, favorited_by: bool
+) -> Read[ArticlePage]:
+    """Newest first; the filters present decide the statement's shape."""
+    viewer_id = VIEWER_ID if signed_in else None
+    filters: list[ColumnElement[bool]] = []
+    if feed:
+        filters.append(Article.author_id.in_(profiles_reads.followed_by(VIEWER_ID)))
+    if tag:
+        filters.append(Article.id.in_(tags_reads.articles_tagged(_TAG)))
+    if author:
+        filters.append(Article.author_id == profiles_reads.id_of(_AUTHOR).scalar_subquery())
+    if favorited_by:
+        favoriter = profiles_reads.id_of(_FAVORITED_BY).scalar_subquery()
+        filters.append(
+            Article.id.in_(select(Favorite.article_id).where(Favorite.user_id == favoriter))
+        )
+
+    def build(j: JSONFunctions) -> Select[str]:
+        page = (
+            select(
+                _article(j, viewer_id=viewer_id, with_body=False).label("document"),
+                Article.created_at,
+                Article.id,
+            )
+            .join(User, User.id == Article.author_id)
+            .where(*filters)
+            .order_by(Article.created_at.desc(), Article.id.desc())
+            .limit(_LIMIT)
+            .offset(_OFFSET)
+            .subquery()
+        )
+        articles = j.array(
+            j.document(page.c.document),
+            from_=page,
+            order_by=[page.c.created_at.desc(), page.c.id.desc()],
+        )
+        count = (
+            select(func.count()).select_from(Article).where(*filters)
+            if filters
+            else select(ArticleTotal.count)
+        ).scalar_subquery()
+        return select(as_text(j.object(articles=articles, articlesCount=count)))
+
+    return Read(build)
+
+
+@cache
+def _article_read(*, signed_in: bool) -> Read[ArticleDocument]:
+    def build(j: JSONFunctions) -> Select[str]:
+        article = _article(j, viewer_id=VIEWER_ID if signed_in else None, with_body=True)
+        return (
+            select(as_text(j.object(article=article)))
+            .select_from(Article)
+            .join(User, User.id == Article.author_id)
+            .where(Article.slug == _SLUG)
+        )
+
+    return Read(build)
+
+
+async def page(
+    db: Reader,
+    *,
+    viewer_id: int | None,
+    tag: str | None = None,
+    author: str | None = None,
+    favorited_by: str | None = None,
+    limit: int,
+    offset: int,
+) -> ArticlePage:
+    """Most recent articles first, optionally filtered; `articlesCount` counts them all."""
+    read = _page_read(
+        signed_in=viewer_id is not None,
+        feed=False,
+        tag=tag is not None,
+        author=author is not None,
+        favorited_by=favorited_by is not None,
+    )
+    document = await db.scalar(
+        read,
+        viewer_id=viewer_id,
+        tag=tag,
+        author=author,
+        favorited_by=favorited_by,
+        limit=limit,
+        offset=offset,
+    )
+    # Aggregates without GROUP BY: always one row.
+    return cast("ArticlePage", document)
+
+
+async def feed(db: Reader, *, viewer_id: int, limit: int, offset: int) -> ArticlePage:
+    """Most recent articles by the authors the viewer follows."""
+    read = _page_read(signed_in=True, feed=True, tag=False, author=False, favorited_by=False)
+    document = await db.scalar(read, viewer_id=viewer_id, limit=limit, offset=offset)
+    return cast("ArticlePage", document)
+
+
+async def get(db: Reader, *, slug: str, viewer_id: int | None) -> ArticleDocument:
+    document = await db.scalar(
+        _article_read(signed_in=viewer_id is not None), slug=slug, viewer_id=viewer_id
+    )
+    if document is None:
+        raise NotFound("article")
+    return document

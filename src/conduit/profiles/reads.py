@@ -1,0 +1,76 @@
+"""Profiles as the API shows them, rendered by the database, and the profile fragment that
+articles and comments embed for their authors: one definition for every place a user appears."""
+
+from functools import cache
+from typing import NewType
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    SQLColumnExpression,
+    String,
+    bindparam,
+    exists,
+    false,
+    select,
+)
+
+from conduit.auth import User
+from conduit.database import Read, Reader
+from conduit.errors import NotFound
+from conduit.profiles.models import Follow
+from conduit.sql_json import JSONFunctions, as_text
+
+# `{"profile": {...}}`
+ProfileDocument = NewType("ProfileDocument", str)
+
+VIEWER_ID: BindParameter[int] = bindparam("viewer_id", type_=Integer)
+_USERNAME: BindParameter[str] = bindparam("username", type_=String)
+
+
+def id_of(username: str | BindParameter[str]) -> Select[int]:
+    """The id of the user called `username`."""
+    return select(User.id).where(User.username == username)
+
+
+def following(
+    viewer_id: BindParameter[int] | None, followee_id: SQLColumnExpression[int]
+) -> ColumnElement[bool]:
+    """Whether the viewer follows `followee_id`; false for an anonymous viewer."""
+    if viewer_id is None:
+        return false()
+    return exists().where(Follow.follower_id == viewer_id, Follow.followee_id == followee_id)
+
+
+def followed_by(viewer_id: BindParameter[int]) -> Select[int]:
+    """The ids of the users the viewer follows."""
+    return select(Follow.followee_id).where(Follow.follower_id == viewer_id)
+
+
+def profile(j: JSONFunctions, *, viewer_id: BindParameter[int] | None) -> ColumnElement[str]:
+    """The profile of the `users` row of the enclosing query, as the viewer sees it."""
+    return j.object(
+        username=User.username,
+        bio=User.bio,
+        image=User.image,
+        following=j.boolean(following(viewer_id, User.id)),
+    )
+
+
+@cache
+def _profile_read(*, signed_in: bool) -> Read[ProfileDocument]:
+    def build(j: JSONFunctions) -> Select[str]:
+        document = j.object(profile=profile(j, viewer_id=VIEWER_ID if signed_in else None))
+        return select(as_text(document)).where(User.username == _USERNAME)
+
+    return Read(build)
+
+
+async def get(db: Reader, *, username: str, viewer_id: int | None) -> ProfileDocument:
+    read = _profile_read(signed_in=viewer_id is not None)
+    document = await db.scalar(read, username=username, viewer_id=viewer_id)
+    if document is None:
+        raise NotFound("profile")
+    return document

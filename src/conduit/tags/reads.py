@@ -1,0 +1,45 @@
+"""Tags as the API shows them, rendered by the database."""
+
+from typing import NewType, cast
+
+from sqlalchemy import BindParameter, ColumnElement, Select, SQLColumnExpression, exists, select
+
+from conduit.database import Read, Reader
+from conduit.sql_json import JSONFunctions, as_text
+from conduit.tags.models import ArticleTag, Tag
+
+# `{"tags": [...]}`
+TagsDocument = NewType("TagsDocument", str)
+
+
+def articles_tagged(name: str | BindParameter[str]) -> Select[int]:
+    return (
+        select(ArticleTag.article_id).join(Tag, Tag.id == ArticleTag.tag_id).where(Tag.name == name)
+    )
+
+
+def names(j: JSONFunctions, article_id: SQLColumnExpression[int]) -> ColumnElement[str]:
+    """The JSON array of an article's tag names, alphabetically."""
+    rows = (
+        select(Tag.name)
+        .join(ArticleTag, ArticleTag.tag_id == Tag.id)
+        .where(ArticleTag.article_id == article_id)
+        .correlate_except(Tag, ArticleTag)
+        .subquery()
+    )
+    return j.array(rows.c.name, from_=rows, order_by=[rows.c.name])
+
+
+def _tags(j: JSONFunctions) -> Select[str]:
+    in_use = select(Tag.name).where(exists().where(ArticleTag.tag_id == Tag.id)).subquery()
+    tags = j.array(in_use.c.name, from_=in_use, order_by=[in_use.c.name])
+    return select(as_text(j.object(tags=tags)))
+
+
+_TAGS: Read[TagsDocument] = Read(_tags)
+
+
+async def in_use(db: Reader) -> TagsDocument:
+    """Every tag that at least one article carries, alphabetically."""
+    # An aggregate without GROUP BY always returns its one row.
+    return cast("TagsDocument", await db.scalar(_TAGS))
