@@ -2,7 +2,10 @@ import re
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conduit.auth import User
 from tests.factories import auth, create_article, favorite, follow, register
 
 pytestmark = pytest.mark.anyio
@@ -345,3 +348,21 @@ async def test_writes_require_auth(client: AsyncClient, method: str, path: str) 
 
     assert response.status_code == 401
     assert response.json() == {"errors": {"token": ["is missing"]}}
+
+
+async def test_the_article_total_follows_a_cascade_from_deleting_a_user(
+    client: AsyncClient, connection: AsyncConnection
+) -> None:
+    """The unfiltered `articlesCount` is a kept total; deleting a user outside the API deletes
+    their articles by cascade, and the total must follow."""
+    leaving = await register(client, "leaving")
+    staying = await register(client, "staying")
+    for title in ("One", "Two"):
+        await create_article(client, leaving, title=title)
+    await create_article(client, staying, title="Three")
+
+    await connection.execute(delete(User).where(User.username == "leaving"))
+
+    listed = (await client.get("/api/articles")).json()
+    assert [article["title"] for article in listed["articles"]] == ["Three"]
+    assert listed["articlesCount"] == 1

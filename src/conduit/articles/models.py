@@ -37,8 +37,8 @@ class Favorite(Base):
 
 
 class ArticleTotal(Base):
-    """The number of articles, kept by the writes that change it, so that the unfiltered
-    `articlesCount` is one row read rather than a count over the whole table."""
+    """The number of articles, kept by triggers on `articles` (migration 3c1f9b7d2e84), so that
+    the unfiltered `articlesCount` is one row read rather than a count over the whole table."""
 
     __tablename__ = "article_totals"
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

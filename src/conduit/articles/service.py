@@ -6,7 +6,7 @@ from slugify import slugify
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.articles.models import Article, ArticleTotal, Favorite
+from conduit.articles.models import Article, Favorite
 from conduit.articles.schemas import NewArticle, UpdateArticle
 from conduit.auth.principal import Account
 from conduit.database import insert, utcnow
@@ -49,7 +49,6 @@ async def create(session: AsyncSession, *, author: Account, new: NewArticle) -> 
             .returning(Article.id)
         )
         if article_id is not None:
-            await session.execute(update(ArticleTotal).values(count=ArticleTotal.count + 1))
             await tags_service.set_article_tags(session, article_id=article_id, names=new.tag_list)
             return slug
     raise Conflict("slug")
@@ -75,7 +74,6 @@ async def update_article(
 async def delete_article(session: AsyncSession, *, article: Article, user: Account) -> None:
     _ensure_author(article, user)
     await session.execute(delete(Article).where(Article.id == article.id))
-    await session.execute(update(ArticleTotal).values(count=ArticleTotal.count - 1))
 
 
 async def favorite(session: AsyncSession, *, article: Article, user: Account) -> None:
