@@ -1,14 +1,17 @@
-"""The article and tag reads send JSON the database builds (conduit.sql_json), bypassing the
-response models; these tests hold that JSON to the models exactly: same keys, same types, and
-a round trip through the model that changes nothing."""
+"""Every endpoint that sends JSON the database builds (conduit.sql_json) bypasses its response
+model; these tests hold that JSON to the models exactly: same keys, same types, and a round trip
+through the model that changes nothing."""
 
 from typing import Any
 
 import pytest
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 from pydantic import BaseModel
 
+from conduit.api_keys.schemas import ApiKeysResponse, CreatedApiKeyResponse
 from conduit.articles.schemas import ArticleResponse, MultipleArticlesResponse
+from conduit.comments.schemas import CommentResponse, MultipleCommentsResponse
+from conduit.profiles.schemas import ProfileResponse
 from conduit.tags.schemas import TagsResponse
 from tests.factories import auth, create_article, favorite, follow, register
 
@@ -41,7 +44,43 @@ async def test_reads_match_their_models(client: AsyncClient) -> None:
         (ArticleResponse, f"/api/articles/{tagged['slug']}", auth(reader)),
         (ArticleResponse, "/api/articles/untagged", {}),
         (TagsResponse, "/api/tags", {}),
+        (ProfileResponse, "/api/profiles/author", {}),
+        (ProfileResponse, "/api/profiles/author", auth(reader)),
+        (MultipleCommentsResponse, f"/api/articles/{tagged['slug']}/comments", {}),
+        (MultipleCommentsResponse, f"/api/articles/{tagged['slug']}/comments", auth(reader)),
+        (ApiKeysResponse, "/api/user/api-keys", auth(reader)),
     ]
+    comment = await client.post(
+        f"/api/articles/{tagged['slug']}/comments",
+        headers=auth(reader),
+        json={"comment": {"body": "Nice"}},
+    )
+    writes: list[tuple[type[BaseModel], Response]] = [
+        (CommentResponse, comment),
+        (ProfileResponse, await client.delete("/api/profiles/author/follow", headers=auth(reader))),
+        (ProfileResponse, await client.post("/api/profiles/author/follow", headers=auth(reader))),
+        (
+            ArticleResponse,
+            await client.post(f"/api/articles/{tagged['slug']}/favorite", headers=auth(reader)),
+        ),
+        (
+            CreatedApiKeyResponse,
+            await client.post(
+                "/api/user/api-keys",
+                headers=auth(reader),
+                json={
+                    "apiKey": {
+                        "name": "ci",
+                        "scopes": ["read"],
+                        "expiresAt": "2099-01-01T00:00:00Z",
+                    }
+                },
+            ),
+        ),
+    ]
+    for model, written in writes:
+        assert written.status_code in {200, 201}, written.text
+        _round_trips(model, written.json())
     for model, path, headers in reads:
         response = await client.get(path, headers=headers)
         assert response.headers["content-type"] == "application/json"
