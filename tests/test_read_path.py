@@ -117,10 +117,6 @@ async def _terminate_other_backends(engine: AsyncEngine) -> None:
             await anyio.sleep(0.01)
 
 
-@pytest.mark.skip(
-    reason="passes alone, fails in the full suite (asyncpg InternalClientError: another operation"
-    " in progress) after terminating the session engine's connections; to fix (issue 7)"
-)
 async def test_reads_and_writes_recover_when_connections_drop(
     committing_client: AsyncClient, engine: AsyncEngine
 ) -> None:

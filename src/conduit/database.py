@@ -153,9 +153,13 @@ class Reader(Protocol):
 
 
 class _AsyncpgExecutor(Protocol):
-    """The part of an asyncpg pool or connection the reader uses (asyncpg ships no types)."""
+    """The part of an asyncpg connection or pool the readers use (asyncpg ships no types)."""
 
     async def fetchval(self, query: str, *args: object) -> Any: ...
+
+
+class _AsyncpgPool(_AsyncpgExecutor, Protocol):
+    async def expire_connections(self) -> None: ...
 
 
 # A pooled connection that died under a statement (server restart, failover, terminated backend).
@@ -169,7 +173,7 @@ _CONNECTION_LOST = (
 
 
 class AsyncpgReader:
-    """Reads on asyncpg: a pool of read-only connections, or (in tests) one connection."""
+    """Reads on one asyncpg connection: in tests, the test's own, inside its transaction."""
 
     def __init__(self, executor: _AsyncpgExecutor, dialect: Dialect) -> None:
         self._executor = executor
@@ -177,14 +181,29 @@ class AsyncpgReader:
 
     async def scalar(self, read: Read[T], /, **params: object) -> T | None:
         compiled = read.compiled(self._dialect)
-        arguments = compiled.arguments(params)
-        try:
-            value = await self._executor.fetchval(compiled.sql, *arguments)
-        except _CONNECTION_LOST:
-            # The pool replaces connections it knows are closed without a round trip; one that
-            # died unnoticed fails its statement. Reads are idempotent: retry once, on another.
-            value = await self._executor.fetchval(compiled.sql, *arguments)
+        value = await self._executor.fetchval(compiled.sql, *compiled.arguments(params))
         return cast("T | None", value)
+
+
+class AsyncpgPoolReader(AsyncpgReader):
+    """Reads on a pool of read-only asyncpg connections.
+
+    The pool replaces a connection it knows is closed when it hands it out, with no round trip.
+    When a statement meets one that died unnoticed (a restart or failover ends them all at
+    once), every pooled connection is expired and the read, being idempotent, runs once more on
+    a new one.
+    """
+
+    def __init__(self, pool: _AsyncpgPool, dialect: Dialect) -> None:
+        super().__init__(pool, dialect)
+        self._pool = pool
+
+    async def scalar(self, read: Read[T], /, **params: object) -> T | None:
+        try:
+            return await super().scalar(read, **params)
+        except _CONNECTION_LOST:
+            await self._pool.expire_connections()
+            return await super().scalar(read, **params)
 
 
 class SQLiteReader:
@@ -305,7 +324,7 @@ class Database:
 @contextlib.asynccontextmanager
 async def _asyncpg_pool(
     settings: DatabaseSettings, dialect: Dialect
-) -> AsyncIterator[AsyncpgReader]:
+) -> AsyncIterator[AsyncpgPoolReader]:
     url = settings.sqlalchemy_url.set(drivername="postgresql")
     pool = await asyncpg.create_pool(
         url.render_as_string(hide_password=False),
@@ -316,7 +335,7 @@ async def _asyncpg_pool(
         server_settings={"default_transaction_read_only": "on"},
     )
     try:
-        yield AsyncpgReader(pool, dialect)
+        yield AsyncpgPoolReader(pool, dialect)
     finally:
         await pool.close()
 
