@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from conduit import migrations
 from conduit.articles.models import ArticleTotal
 from conduit.config import AuthSettings, DatabaseSettings, Settings
-from conduit.database import Base, Database, create_engine, driver_reader, transaction
+from conduit.database import Base, Database, create_engine, transaction
 from conduit.main import create_app
 from tests.databases import create_postgres_database, drop_postgres_database
+from tests.readers import driver_reader
 from tests.statements import RecordingReader, StatementRecorder
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"

@@ -24,6 +24,15 @@ def test_database_url_uses_async_drivers(
     assert DatabaseSettings().url == expected
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+aiosqlite://"])
+def test_in_memory_sqlite_is_refused(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Reads and writes use connections of their own: each would see its own empty database."""
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    with pytest.raises(ValidationError, match="SQLite needs a file"):
+        DatabaseSettings()
+
+
 def test_defaults_to_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
 

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from conduit import database
 from conduit.api_keys.models import ApiKey
 from conduit.config import Settings
-from conduit.database import Read, SessionReader, create_sessions, driver_reader
+from conduit.database import Read, SessionReader, create_sessions
 from conduit.sql_json import JSONFunctions, as_text
 from conduit.tags.models import Tag
 from tests.factories import auth, create_api_key, create_article, register
+from tests.readers import driver_reader
 from tests.statements import StatementRecorder
 
 pytestmark = pytest.mark.anyio

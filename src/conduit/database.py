@@ -152,6 +152,11 @@ class Reader(Protocol):
     async def scalar(self, read: Read[T], /, **params: object) -> T | None: ...
 
 
+async def aggregate(db: Reader, read: Read[T], /, **params: object) -> T:
+    """Run a read whose statement aggregates without GROUP BY, so always returns its one row."""
+    return cast("T", await db.scalar(read, **params))
+
+
 class _AsyncpgExecutor(Protocol):
     """The part of an asyncpg connection or pool the readers use (asyncpg ships no types)."""
 
@@ -231,15 +236,6 @@ class SessionReader:
     async def scalar(self, read: Read[T], /, **params: object) -> T | None:
         statement = read.statement(self._session.get_bind().dialect)
         return cast("T | None", await self._session.scalar(statement, params))
-
-
-async def driver_reader(connection: AsyncConnection) -> Reader:
-    """A reader on the driver connection under `connection`, inside its transaction."""
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    if connection.dialect.name == "sqlite":
-        return SQLiteReader(cast("aiosqlite.Connection", driver), connection.dialect)
-    return AsyncpgReader(cast("_AsyncpgExecutor", driver), connection.dialect)
 
 
 # Engine, sessions and the process-wide clients -------------------------------------------

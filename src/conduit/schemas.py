@@ -7,9 +7,6 @@ from fastapi import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-# The methods that only read: an API key's `read` scope allows them, `write` everything else.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z`, as RealWorld clients expect."""

@@ -41,10 +41,10 @@ from sqlalchemy import (
 Expression = SQLColumnExpression[Any]
 
 
-def _key(name: str) -> ColumnElement[str]:
-    # Keys come from our own code and are rendered inline: PostgreSQL cannot infer the type of a
-    # bound parameter passed to json_build_object.
-    return literal_column(f"'{name}'")
+def _pairs(fields: dict[str, Expression]) -> list[Expression]:
+    """`key, value, key, value, ...`. Keys come from our own code and are rendered inline:
+    PostgreSQL cannot infer the type of a bound parameter passed to json_build_object."""
+    return [part for key, value in fields.items() for part in (literal_column(f"'{key}'"), value)]
 
 
 class JSONFunctions(Protocol):
@@ -66,8 +66,7 @@ class JSONFunctions(Protocol):
 
 class PostgreSQLJSON:
     def object(self, **fields: Expression) -> ColumnElement[str]:
-        arguments = [part for key, value in fields.items() for part in (_key(key), value)]
-        return func.json_build_object(*arguments, type_=Text)
+        return func.json_build_object(*_pairs(fields), type_=Text)
 
     def array(
         self, value: Expression, *, from_: FromClause, order_by: Sequence[Expression]
@@ -92,8 +91,7 @@ class PostgreSQLJSON:
 
 class SQLiteJSON:
     def object(self, **fields: Expression) -> ColumnElement[str]:
-        arguments = [part for key, value in fields.items() for part in (_key(key), value)]
-        return func.json_object(*arguments, type_=Text)
+        return func.json_object(*_pairs(fields), type_=Text)
 
     def array(
         self, value: Expression, *, from_: FromClause, order_by: Sequence[Expression]

@@ -1,7 +1,7 @@
 """API keys as the API shows them, and as authentication reads them, rendered by the database."""
 
 from datetime import datetime
-from typing import NewType, cast
+from typing import NewType
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -20,7 +20,7 @@ from conduit.api_keys.models import ApiKey
 from conduit.auth import User
 from conduit.auth import reads as auth_reads
 from conduit.auth.principal import Account, Scope
-from conduit.database import Read, Reader, UTCDateTime
+from conduit.database import Read, Reader, UTCDateTime, aggregate
 from conduit.errors import NotFound
 from conduit.sql_json import JSONFunctions, as_text
 
@@ -28,6 +28,8 @@ from conduit.sql_json import JSONFunctions, as_text
 ApiKeysDocument = NewType("ApiKeysDocument", str)
 # `{"apiKey": {..., "key": "cdt_..."}}`, the only document that carries the secret
 CreatedApiKeyDocument = NewType("CreatedApiKeyDocument", str)
+# A `KeyHolder`, for authentication
+KeyHolderDocument = NewType("KeyHolderDocument", str)
 
 _USER_ID: BindParameter[int] = bindparam("user_id", type_=Integer)
 _KEY_ID: BindParameter[int] = bindparam("key_id", type_=Integer)
@@ -98,13 +100,11 @@ def _holder(j: JSONFunctions) -> Select[str]:
 
 _FOR_USER: Read[ApiKeysDocument] = Read(_for_user)
 _CREATED: Read[CreatedApiKeyDocument] = Read(_created)
-_HOLDER: Read[str] = Read(_holder)
+_HOLDER: Read[KeyHolderDocument] = Read(_holder)
 
 
 async def for_user(db: Reader, *, user_id: int) -> ApiKeysDocument:
-    document = await db.scalar(_FOR_USER, user_id=user_id)
-    # An aggregate without GROUP BY always returns its one row.
-    return cast("ApiKeysDocument", document)
+    return await aggregate(db, _FOR_USER, user_id=user_id)
 
 
 async def created(db: Reader, *, key_id: int, key: str) -> CreatedApiKeyDocument:

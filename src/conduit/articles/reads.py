@@ -2,7 +2,7 @@
 the finished JSON document."""
 
 from functools import cache
-from typing import NewType, cast
+from typing import NewType
 
 from sqlalchemy import (
     BindParameter,
@@ -19,7 +19,7 @@ from sqlalchemy import (
 
 from conduit.articles.models import Article, ArticleTotal, Favorite
 from conduit.auth import User
-from conduit.database import Read, Reader
+from conduit.database import Read, Reader, aggregate
 from conduit.errors import NotFound
 from conduit.profiles import reads as profiles_reads
 from conduit.profiles.reads import VIEWER_ID
@@ -151,7 +151,8 @@ async def page(
         author=author is not None,
         favorited_by=favorited_by is not None,
     )
-    document = await db.scalar(
+    return await aggregate(
+        db,
         read,
         viewer_id=viewer_id,
         tag=tag,
@@ -160,15 +161,12 @@ async def page(
         limit=limit,
         offset=offset,
     )
-    # Aggregates without GROUP BY: always one row.
-    return cast("ArticlePage", document)
 
 
 async def feed(db: Reader, *, viewer_id: int, limit: int, offset: int) -> ArticlePage:
     """Most recent articles by the authors the viewer follows."""
     read = _page_read(signed_in=True, feed=True, tag=False, author=False, favorited_by=False)
-    document = await db.scalar(read, viewer_id=viewer_id, limit=limit, offset=offset)
-    return cast("ArticlePage", document)
+    return await aggregate(db, read, viewer_id=viewer_id, limit=limit, offset=offset)
 
 
 async def get(db: Reader, *, slug: str, viewer_id: int | None) -> ArticleDocument:

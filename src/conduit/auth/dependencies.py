@@ -14,7 +14,6 @@ from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
 from conduit.database import Reader, ReadSession, database_of, transaction, utcnow
 from conduit.errors import Forbidden, Unauthorized
-from conduit.schemas import SAFE_METHODS
 
 _realworld_scheme = APIKeyHeader(
     name="Authorization",
@@ -34,6 +33,9 @@ _api_key_scheme = APIKeyHeader(
     description="An API key from `POST /api/user/api-keys`, scoped `read` and/or `write`.",
     auto_error=False,
 )
+
+# The methods an API key's `read` scope allows; `write` allows the rest.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # Every dependency here is `async def`, even with nothing to await: FastAPI runs plain `def`
 # dependencies in a thread pool, a thread hop per dependency per request.
@@ -104,7 +106,7 @@ async def optional_principal(
     """The caller, if credentials were sent; they must carry the scope the method needs
     (`read` for GET, `write` for everything else). Credentials sent but invalid are a 401."""
     if principal is not None:
-        needed = Scope.READ if request.method in SAFE_METHODS else Scope.WRITE
+        needed = Scope.READ if request.method in _SAFE_METHODS else Scope.WRITE
         if needed not in principal.scopes:
             raise Forbidden("api_key", f"lacks the {needed} scope")
     return principal

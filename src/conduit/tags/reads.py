@@ -1,10 +1,10 @@
 """Tags as the API shows them, rendered by the database."""
 
-from typing import NewType, cast
+from typing import NewType
 
 from sqlalchemy import BindParameter, ColumnElement, Select, SQLColumnExpression, exists, select
 
-from conduit.database import Read, Reader
+from conduit.database import Read, Reader, aggregate
 from conduit.sql_json import JSONFunctions, as_text
 from conduit.tags.models import ArticleTag, Tag
 
@@ -41,5 +41,4 @@ _TAGS: Read[TagsDocument] = Read(_tags)
 
 async def in_use(db: Reader) -> TagsDocument:
     """Every tag that at least one article carries, alphabetically."""
-    # An aggregate without GROUP BY always returns its one row.
-    return cast("TagsDocument", await db.scalar(_TAGS))
+    return await aggregate(db, _TAGS)

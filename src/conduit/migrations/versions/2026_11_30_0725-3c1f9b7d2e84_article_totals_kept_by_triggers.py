@@ -55,6 +55,10 @@ _SQLITE = [
 ]
 
 
+def _is_sqlite() -> bool:
+    return op.get_bind().dialect.name == "sqlite"
+
+
 def upgrade() -> None:
     for statement in _SQLITE if _is_sqlite() else _POSTGRESQL:
         op.execute(statement)
@@ -62,12 +66,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER articles_deleted" + ("" if _is_sqlite() else " ON articles"))
-    op.execute("DROP TRIGGER articles_inserted" + ("" if _is_sqlite() else " ON articles"))
+    on_table = "" if _is_sqlite() else " ON articles"
+    op.execute(f"DROP TRIGGER articles_deleted{on_table}")
+    op.execute(f"DROP TRIGGER articles_inserted{on_table}")
     if not _is_sqlite():
         op.execute("DROP FUNCTION article_totals_subtract()")
         op.execute("DROP FUNCTION article_totals_add()")
-
-
-def _is_sqlite() -> bool:
-    return op.get_bind().dialect.name == "sqlite"
