@@ -317,6 +317,12 @@ class Database:
     reader: Reader
 
 
+async def _keep_session(_: object) -> None:
+    """Reads change no session state (no SET, LISTEN or advisory locks) and run outside
+    transactions, so a released connection needs none of asyncpg's reset query, a round trip
+    per read. asyncpg still rolls back a transaction left open before calling this."""
+
+
 @contextlib.asynccontextmanager
 async def _asyncpg_pool(
     settings: DatabaseSettings, dialect: Dialect
@@ -329,6 +335,7 @@ async def _asyncpg_pool(
         # The server refuses any write on these connections: the read path is read-only by
         # construction, not by convention.
         server_settings={"default_transaction_read_only": "on"},
+        reset=_keep_session,
     )
     try:
         yield AsyncpgPoolReader(pool, dialect)
