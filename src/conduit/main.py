@@ -10,6 +10,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from conduit import database
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
+from conduit.auth.dependencies import document_security
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
 from conduit.comments.router import router as comments_router
@@ -87,4 +88,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # route matching on every request.
     for router in routers:
         app.include_router(router, prefix="/api")
+    document_security(app, routers, prefix="/api")
     return app
