@@ -46,6 +46,18 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, hsts_seconds: int) -> None:
         self.app = app
         self.hsts = f"max-age={hsts_seconds}; includeSubDomains" if hsts_seconds else None
+        # Headers no response of ours sets itself, so they are appended as raw bytes rather
+        # than set one by one (a scan of the response's headers each).
+        always = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        self.api_headers = [
+            *always,
+            (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+        ]
+        self.other_headers = [*always, (b"content-security-policy", b"frame-ancestors 'none'")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,24 +65,20 @@ class SecurityHeadersMiddleware:
             return
         request_headers = dict(scope["headers"])
         credentialed = b"authorization" in request_headers or b"x-api-key" in request_headers
-        api = scope["path"].startswith("/api/")
-        https = scope["scheme"] == "https"
+        path: str = scope["path"]
+        fixed = self.api_headers if path.startswith("/api/") else self.other_headers
+        no_store = credentialed or path.startswith("/api/auth/")
+        hsts = self.hsts if scope["scheme"] == "https" else None
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["Content-Security-Policy"] = (
-                    "default-src 'none'; frame-ancestors 'none'"
-                    if api
-                    else "frame-ancestors 'none'"
-                )
-                if credentialed or scope["path"].startswith("/api/auth/"):
-                    headers["Cache-Control"] = "no-store"
-                if self.hsts is not None and https:
-                    headers["Strict-Transport-Security"] = self.hsts
+                message["headers"] = [*message.get("headers", ()), *fixed]
+                if no_store or hsts is not None:
+                    headers = MutableHeaders(scope=message)
+                    if no_store:
+                        headers["Cache-Control"] = "no-store"
+                    if hsts is not None:
+                        headers["Strict-Transport-Security"] = hsts
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
