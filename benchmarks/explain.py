@@ -1,14 +1,16 @@
 """EXPLAIN (ANALYZE, BUFFERS) of the exact statements Conduit runs for the list and the feed.
 
 Conduit runs in-process (its app factory, through httpx's ASGI transport) against the benchmark
-database; a listener on every SQLAlchemy engine records each statement with its parameters, which
-are then explained on a connection of our own. Nothing is reconstructed by hand, so the plans
+database; its reader is wrapped to record each read's SQL with the arguments it sends the driver,
+and a listener on every SQLAlchemy engine records any statement that goes through SQLAlchemy;
+each is then explained on a connection of our own. Nothing is reconstructed by hand, so the plans
 follow Conduit's queries as they change.
 """
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -18,7 +20,10 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conduit.config import AuthSettings, DatabaseSettings, Settings
+from conduit.database import Database, Read, Reader
 from conduit.main import create_app
+
+T = TypeVar("T")
 
 ENDPOINTS = {"list": "/api/articles?limit=20", "feed": "/api/articles/feed?limit=20"}
 _SEQ_SCAN = re.compile(r"Seq Scan on (\w+)")
@@ -48,13 +53,25 @@ def _label(statement: str) -> str:
     return table.group(1) if table else "other"
 
 
+class _RecordingReader:
+    def __init__(self, reader: Reader, database: Database) -> None:
+        self._reader = reader
+        self._dialect = database.engine.dialect
+        self.statements: list[tuple[str, Sequence[object]]] = []
+
+    async def scalar(self, read: Read[T], /, **params: object) -> T | None:
+        compiled = read.compiled(self._dialect)
+        self.statements.append((compiled.sql, tuple(compiled.arguments(params))))
+        return await self._reader.scalar(read, **params)
+
+
 async def _record(url: str, secret: str, token: str) -> list[tuple[str, str, Sequence[object]]]:
     """(endpoint, statement, parameters) for every SELECT Conduit runs for ENDPOINTS."""
     settings = Settings(
         database=DatabaseSettings(url=url), auth=AuthSettings(secret_key=SecretStr(secret))
     )
     app = create_app(settings)
-    statements: list[tuple[str, Sequence[object]]] = []
+    through_sqlalchemy: list[tuple[str, Sequence[object]]] = []
 
     def record(
         _connection: Connection,
@@ -65,7 +82,7 @@ async def _record(url: str, secret: str, token: str) -> list[tuple[str, str, Seq
         _executemany: bool,
     ) -> None:
         if statement.lstrip().upper().startswith("SELECT") and isinstance(parameters, Sequence):
-            statements.append((statement, tuple(parameters)))
+            through_sqlalchemy.append((statement, tuple(parameters)))
 
     recorded = []
     event.listen(Engine, "before_cursor_execute", record)
@@ -75,10 +92,15 @@ async def _record(url: str, secret: str, token: str) -> list[tuple[str, str, Seq
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
         ):
+            database: Database = app.state.database
+            reader = _RecordingReader(database.reader, database)
+            app.state.database = Database(database.engine, database.sessions, reader)
             for endpoint, path in ENDPOINTS.items():
-                statements.clear()
+                reader.statements.clear()
+                through_sqlalchemy.clear()
                 response = await client.get(path, headers={"Authorization": f"Token {token}"})
                 response.raise_for_status()
+                statements = reader.statements + through_sqlalchemy
                 recorded += [(endpoint, *statement) for statement in statements]
     finally:
         event.remove(Engine, "before_cursor_execute", record)
