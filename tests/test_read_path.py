@@ -2,6 +2,7 @@
 write engine, keep the order their statements ask for, and survive dropped connections."""
 
 import json
+import subprocess
 
 import anyio
 import asyncpg
@@ -133,3 +134,37 @@ async def test_reads_and_writes_recover_when_connections_drop(
     assert (await committing_client.get("/api/articles")).status_code == 200
     assert (await committing_client.get("/api/user", headers=auth(token))).status_code == 200
     await create_article(committing_client, token)
+
+
+def _psql(url: str, query: str) -> str:
+    """Run a query with the psql the PostgreSQL server's machine has (CI starts it with its
+    tools), synchronously: the point is to not give the event loop a turn."""
+    # psql from PATH, as .ci/run takes pg_isready; the arguments are the test's own.
+    command = ["psql", url, "-Atc", query]
+    completed = subprocess.run(command, check=True, capture_output=True, text=True)  # noqa: S603
+    return completed.stdout.strip()
+
+
+def _terminate_while_the_loop_waits(url: str, pid: int) -> None:
+    """Terminate a backend and wait for it to exit, blocking the event loop on purpose: the
+    driver cannot notice that its connection is gone, as when a failover happens between two
+    requests on a busy process."""
+    _psql(url, f"SELECT pg_terminate_backend({pid})")
+    alive = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"  # noqa: S608 - an int
+    while _psql(url, alive) != "0":
+        pass
+
+
+async def test_a_read_on_a_connection_that_died_unnoticed_runs_again(settings: Settings) -> None:
+    if settings.database.is_sqlite:
+        pytest.skip("SQLite connections are files, not sockets that can drop")
+    backend_pid: Read[int] = Read(lambda _: select(func.pg_backend_pid()))
+    url = settings.database.sqlalchemy_url.set(drivername="postgresql")
+    async with database.connect(settings.database) as db:
+        first = await db.reader.scalar(backend_pid)
+        assert first is not None
+
+        _terminate_while_the_loop_waits(url.render_as_string(hide_password=False), first)
+
+        second = await db.reader.scalar(backend_pid)
+        assert second not in {None, first}
