@@ -87,7 +87,9 @@ _RESPONSE_DESCRIPTIONS = {
 
 
 def responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
-    """The error responses a route declares in OpenAPI, all in the API's error shape."""
+    """The error responses a route declares in OpenAPI, all in the API's error shape. A route
+    with parameters declares 422 too: FastAPI would otherwise document its own validation error,
+    which is not the shape Conduit sends."""
     return {
         code: {"model": ErrorResponse, "description": _RESPONSE_DESCRIPTIONS[code]}
         for code in status_codes

@@ -58,6 +58,33 @@ async def test_every_non_public_route_declares_its_credentials(client: AsyncClie
         assert schemes == {"Token", "OAuth2", "APIKey"}, (method, path)
 
 
+async def test_public_routes_declare_no_credentials(client: AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+
+    for method, path in PUBLIC:
+        assert "security" not in schema["paths"][path][method.lower()], (method, path)
+
+
+async def test_every_documented_error_has_the_shape_conduit_sends(client: AsyncClient) -> None:
+    """Each route declares its error responses with the error schema, and no FastAPI default
+    (a validation error shape Conduit never sends) is left in the document."""
+    schema = (await client.get("/openapi.json")).json()
+
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for code, response in operation["responses"].items():
+                if int(code) < 400:
+                    continue
+                shape = (
+                    "OAuth2ErrorResponse"
+                    if path == "/api/auth/token" and code == "400"
+                    else ("ErrorResponse")
+                )
+                reference = response["content"]["application/json"]["schema"]["$ref"]
+                assert reference == f"#/components/schemas/{shape}", (method, path, code)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
 @pytest.mark.parametrize("path", ["/admin", "/api/debug", "/api/v2/articles", "/api/users/1"])
 async def test_nothing_undocumented_answers(client: AsyncClient, path: str) -> None:
     assert (await client.get(path)).status_code in {404, 405}

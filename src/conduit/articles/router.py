@@ -58,7 +58,7 @@ async def feed(
     return JSONText(await reads.feed(db, viewer_id=viewer.id, limit=limit, offset=offset))
 
 
-@router.get("/{slug}", response_model=ArticleResponse, responses=responses(401, 403, 404))
+@router.get("/{slug}", response_model=ArticleResponse, responses=responses(401, 403, 404, 422))
 async def get_article(slug: str, db: ReadSession, viewer: OptionalUser) -> Response:
     return JSONText(await reads.get(db, slug=slug, viewer_id=viewer.id if viewer else None))
 
@@ -87,7 +87,7 @@ async def update_article(
 
 
 @router.delete(
-    "/{slug}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403, 404)
+    "/{slug}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403, 404, 422)
 )
 async def delete_article(session: Session, user: CurrentUser, article: ValidArticle) -> Response:
     """Delete your own article, with its comments and favorites."""
@@ -95,7 +95,9 @@ async def delete_article(session: Session, user: CurrentUser, article: ValidArti
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{slug}/favorite", response_model=ArticleResponse, responses=responses(401, 403, 404))
+@router.post(
+    "/{slug}/favorite", response_model=ArticleResponse, responses=responses(401, 403, 404, 422)
+)
 async def favorite_article(session: Session, user: CurrentUser, article: ValidArticle) -> Response:
     """Favorite an article. Favoriting twice is harmless."""
     await service.favorite(session, article=article, user=user)
@@ -103,7 +105,7 @@ async def favorite_article(session: Session, user: CurrentUser, article: ValidAr
 
 
 @router.delete(
-    "/{slug}/favorite", response_model=ArticleResponse, responses=responses(401, 403, 404)
+    "/{slug}/favorite", response_model=ArticleResponse, responses=responses(401, 403, 404, 422)
 )
 async def unfavorite_article(
     session: Session, user: CurrentUser, article: ValidArticle

@@ -13,7 +13,7 @@ from conduit.schemas import JSONText
 router = APIRouter(prefix="/articles/{slug}/comments", tags=["Comments"])
 
 
-@router.get("", response_model=MultipleCommentsResponse, responses=responses(401, 403, 404))
+@router.get("", response_model=MultipleCommentsResponse, responses=responses(401, 403, 404, 422))
 async def list_comments(slug: str, db: ReadSession, viewer: OptionalUser) -> Response:
     """An article's comments, oldest first."""
     viewer_id = viewer.id if viewer else None

@@ -10,7 +10,7 @@ from conduit.schemas import JSONText
 router = APIRouter(prefix="/profiles", tags=["Profile"])
 
 
-@router.get("/{username}", response_model=ProfileResponse, responses=responses(401, 403, 404))
+@router.get("/{username}", response_model=ProfileResponse, responses=responses(401, 403, 404, 422))
 async def get_profile(username: str, db: ReadSession, viewer: OptionalUser) -> Response:
     """A user's public profile; `following` says whether the viewer follows them."""
     viewer_id = viewer.id if viewer else None
@@ -27,7 +27,7 @@ async def follow(username: str, session: Session, user: CurrentUser) -> Response
 
 
 @router.delete(
-    "/{username}/follow", response_model=ProfileResponse, responses=responses(401, 403, 404)
+    "/{username}/follow", response_model=ProfileResponse, responses=responses(401, 403, 404, 422)
 )
 async def unfollow(username: str, session: Session, user: CurrentUser) -> Response:
     """Stop following a user."""
