@@ -40,12 +40,6 @@ def _user_response(user: User | Account, token: str) -> UserResponse:
     )
 
 
-def _token_response(pair: sessions.TokenPair) -> TokenResponse:
-    return TokenResponse(
-        access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
-    )
-
-
 @router.post("/users", status_code=status.HTTP_201_CREATED, responses=responses(409, 422))
 async def register(
     body: NewUserRequest, session: Session, hasher: Hasher, settings: AppSettings
@@ -105,7 +99,7 @@ async def issue_token(
     user = await service.authenticate(session, hasher, login=form.username, password=form.password)
     if user is None:
         raise OAuth2Error("invalid_grant", "invalid username or password")
-    return _token_response(await sessions.start_oauth(session, settings.auth, user_id=user.id))
+    return await sessions.start_oauth(session, settings.auth, user_id=user.id)
 
 
 @router.post("/auth/refresh", tags=["OAuth2"], responses=responses(401, 422))
@@ -114,9 +108,7 @@ async def refresh_token(
 ) -> TokenResponse:
     """Trade a refresh token for a new access token and a new refresh token; the old one stops
     working. Presenting a refresh token a second time signs its session out entirely."""
-    return _token_response(
-        await sessions.refresh(session, settings.auth, refresh_token=body.refresh_token)
-    )
+    return await sessions.refresh(session, settings.auth, refresh_token=body.refresh_token)
 
 
 @router.post(

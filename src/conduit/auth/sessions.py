@@ -8,13 +8,13 @@ one twice ends its session (OAuth 2.0 Security BCP, section 4.14).
 
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.auth.models import AuthSession, RefreshToken
+from conduit.auth.schemas import TokenResponse
 from conduit.auth.tokens import create_access_token, digest
 from conduit.config import AuthSettings
 from conduit.database import utcnow
@@ -25,13 +25,6 @@ class RefreshTokenReused(Unauthorized):
     """The session is revoked, and that must stick although the request fails."""
 
     keeps_changes = True
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPair:
-    access_token: str
-    expires_in: int
-    refresh_token: str
 
 
 async def start(session: AsyncSession, *, user_id: int) -> uuid.UUID:
@@ -51,7 +44,7 @@ async def realworld_token(session: AsyncSession, settings: AuthSettings, *, user
 
 async def _issue_pair(
     session: AsyncSession, settings: AuthSettings, *, user_id: int, session_id: uuid.UUID
-) -> TokenPair:
+) -> TokenResponse:
     refresh_token = secrets.token_urlsafe(32)
     session.add(
         RefreshToken(
@@ -66,17 +59,23 @@ async def _issue_pair(
         session_id=session_id,
         ttl_seconds=settings.access_token_ttl_seconds,
     )
-    return TokenPair(access_token, settings.access_token_ttl_seconds, refresh_token)
+    return TokenResponse(
+        access_token=access_token,
+        expires_in=settings.access_token_ttl_seconds,
+        refresh_token=refresh_token,
+    )
 
 
-async def start_oauth(session: AsyncSession, settings: AuthSettings, *, user_id: int) -> TokenPair:
+async def start_oauth(
+    session: AsyncSession, settings: AuthSettings, *, user_id: int
+) -> TokenResponse:
     session_id = await start(session, user_id=user_id)
     return await _issue_pair(session, settings, user_id=user_id, session_id=session_id)
 
 
 async def refresh(
     session: AsyncSession, settings: AuthSettings, *, refresh_token: str
-) -> TokenPair:
+) -> TokenResponse:
     """Trade a refresh token for a new pair. The claim is one atomic UPDATE, so of two
     concurrent refreshes with the same token exactly one wins; the other counts as reuse."""
     now = utcnow()
