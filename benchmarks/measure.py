@@ -16,7 +16,7 @@ import httpx
 from benchmarks import loadgen, wrk
 from benchmarks.loadgen import RateResult
 from benchmarks.scenarios import Scenario, login
-from benchmarks.servers import RssSampler, Target
+from benchmarks.servers import RssSampler, Target, cpu_seconds
 from benchmarks.wrk import Request
 
 KIB_PER_MIB = 1024
@@ -44,6 +44,9 @@ class Trial:
     max_ms: float
     requests: int
     errors: int
+    # The server's own CPU time (its whole process tree) per request served: what a change to a
+    # CPU-bound server moves, steadier than req/s on a machine shared with the load generator.
+    cpu_us_per_request: float
     peak_rss_mib: float
     peak_process_rss_mib: float
     processes: int
@@ -55,6 +58,7 @@ class TargetSummary:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us_per_request: float
     peak_rss_mib: float
     peak_process_rss_mib: float
     processes: int
@@ -113,6 +117,7 @@ def verify_same_json(scenario: Scenario, targets: Mapping[str, Target]) -> None:
 
 
 def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
+    cpu_before = cpu_seconds(pid)
     with RssSampler(pid) as rss:
         result = wrk.run(
             target.base_url,
@@ -121,6 +126,7 @@ def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
             connections=load.connections,
             threads=load.threads,
         )
+    cpu = cpu_seconds(pid) - cpu_before
     return Trial(
         rps=result.rps,
         p50_ms=result.p50_ms,
@@ -129,6 +135,7 @@ def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
         max_ms=result.max_ms,
         requests=result.requests,
         errors=result.errors,
+        cpu_us_per_request=cpu * 1e6 / result.requests if result.requests else math.nan,
         peak_rss_mib=rss.peak_total_kib / KIB_PER_MIB,
         peak_process_rss_mib=rss.peak_process_kib / KIB_PER_MIB,
         processes=rss.processes,
@@ -141,6 +148,7 @@ def _summary(trials: list[Trial]) -> TargetSummary:
         p50_ms=statistics.median(trial.p50_ms for trial in trials),
         p99_ms=statistics.median(trial.p99_ms for trial in trials),
         errors=sum(trial.errors for trial in trials),
+        cpu_us_per_request=statistics.median(trial.cpu_us_per_request for trial in trials),
         peak_rss_mib=max(trial.peak_rss_mib for trial in trials),
         peak_process_rss_mib=max(trial.peak_process_rss_mib for trial in trials),
         processes=max(trial.processes for trial in trials),
@@ -188,7 +196,8 @@ def scenario(
             print(
                 f"  {chosen.name:<10} {name:<8} trial {number + 1}: {trial.rps:8.1f} rps"
                 f"  p50 {trial.p50_ms:7.1f} ms  p99 {trial.p99_ms:7.1f} ms"
-                f"  errors {trial.errors}  rss {trial.peak_rss_mib:.0f} MiB",
+                f"  cpu {trial.cpu_us_per_request:5.0f} us/req  errors {trial.errors}"
+                f"  rss {trial.peak_rss_mib:.0f} MiB",
                 flush=True,
             )
     return ScenarioResult(

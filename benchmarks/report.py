@@ -100,6 +100,7 @@ def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
         *(f"{HEADERS[name]} req/s" for name in run.targets),
         *(_ratio_header(key) for key in run.ratios),
         *(f"{HEADERS[name]} p50 / p99 ms" for name in run.targets),
+        f"server CPU us/request ({initials})",
         f"errors ({initials})",
         f"peak RSS MiB, all processes ({initials})",
     ]
@@ -116,6 +117,7 @@ def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
             *(_pair(targets, name, "rps") for name in run.targets),
             *(_ratio(scenario, key) for key in run.ratios),
             *(latency.get(name, "-") for name in run.targets),
+            " / ".join(f"{summary.cpu_us_per_request:.0f}" for summary in present),
             " / ".join(str(summary.errors) for summary in present),
             " / ".join(f"{summary.peak_rss_mib:.0f}" for summary in present),
         ]

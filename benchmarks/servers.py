@@ -135,6 +135,19 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def cpu_seconds(root: int) -> float:
+    """User and system CPU time the process tree has used so far."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        # utime and stime, the 14th and 15th fields of proc(5), counted after the ")" of comm.
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kib(pid: int) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
