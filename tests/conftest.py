@@ -2,10 +2,13 @@
 rolled back at the end.
 
 The database is PostgreSQL when TEST_DATABASE_URL is set (a fresh database is created on that
-server and dropped afterwards) and SQLite in a temporary directory otherwise.
+server and dropped afterwards) and SQLite in a temporary directory otherwise. Shared state (rate
+limits) lives in the Redis at TEST_REDIS_URL when it is set, under a key prefix of this run's
+own, and in process memory otherwise; each test starts with limits of its own.
 """
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,11 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 
 from conduit import migrations
 from conduit.articles.models import ArticleTotal
-from conduit.config import AuthSettings, DatabaseSettings, Settings
+from conduit.config import AuthSettings, DatabaseSettings, RedisSettings, Settings
 from conduit.database import Base, Database, create_engine, transaction
 from conduit.main import create_app
+from conduit.ratelimit.limiter import RateLimiter
+from conduit.ratelimit.policies import Policies
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.readers import driver_reader
+from tests.redis_keys import delete_keys
 from tests.statements import RecordingReader, StatementRecorder
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
@@ -50,13 +56,23 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
+async def redis_settings() -> AsyncIterator[RedisSettings]:
+    url = os.environ.get("TEST_REDIS_URL")
+    settings = RedisSettings(url=url, key_prefix=f"conduit-test-{uuid.uuid4().hex[:12]}")
+    yield settings
+    if url is not None:
+        await delete_keys(url, f"{settings.key_prefix}:*")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_settings: RedisSettings) -> Settings:
     return Settings(
         database=DatabaseSettings(url=database_url),
         auth=AuthSettings(
             secret_key=SecretStr(TEST_SECRET),
             previous_secret_keys=[SecretStr(PREVIOUS_TEST_SECRET)],
         ),
+        redis=redis_settings,
     )
 
 
@@ -74,6 +90,25 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Limits that start from zero for the test, in the app's store under keys of its own; a
+    test that does not start the app is left alone."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app: FastAPI = request.getfixturevalue("app")
+    settings: Settings = request.getfixturevalue("settings")
+    limiter = app.state.rate_limiter
+    app.state.rate_limiter = RateLimiter(
+        Policies.from_settings(settings.rate_limit),
+        app.state.store,
+        prefix=f"{settings.redis.key_prefix}:{uuid.uuid4().hex[:12]}",
+    )
+    yield
+    app.state.rate_limiter = limiter
 
 
 @pytest.fixture

@@ -1,10 +1,19 @@
-"""Architecture rules that matter, as tests (STYLE.md): only the unit of work commits, and a
-domain uses another domain's tables only through that domain's public module."""
+"""Architecture rules that matter, as tests (STYLE.md): only the unit of work commits, a
+domain uses another domain's tables only through that domain's public module, and no route
+escapes rate limiting."""
 
 import ast
 from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from conduit.auth.dependencies import _authenticates
+from conduit.config import Settings
+from conduit.main import create_app
+from conduit.ratelimit.dependencies import limit_anonymous, limit_sign_in
 
 SOURCE = Path(__file__).resolve().parent.parent / "src" / "conduit"
 DOMAINS = {"api_keys", "articles", "auth", "comments", "profiles", "tags"}
@@ -61,3 +70,25 @@ def test_domains_reach_other_domains_tables_only_through_their_public_module() -
                     for name in sorted(set(names) - public - submodules)
                 )
     assert violations == []
+
+
+def _counts_caller(dependant: Dependant) -> bool:
+    counting = {limit_anonymous, limit_sign_in}
+    return any(
+        dependency.call in counting or _counts_caller(dependency)
+        for dependency in dependant.dependencies
+    )
+
+
+def test_every_api_route_counts_its_caller_against_a_rate_limit() -> None:
+    """Through the authentication dependency (by user, key or address) or, on routes that do
+    not authenticate, through one of the limits by address."""
+    app = create_app(Settings())
+    unlimited = [
+        f"{sorted(route.methods or ())} {route.path}"
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        and route.path.startswith("/api/")
+        and not (_authenticates(route.dependant) or _counts_caller(route.dependant))
+    ]
+    assert unlimited == []

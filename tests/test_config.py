@@ -1,10 +1,20 @@
+import logging
+
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import ValidationError
 
-from conduit.config import DatabaseSettings, Environment, Settings
+from conduit.config import (
+    Algorithm,
+    DatabaseSettings,
+    Environment,
+    RateLimitSettings,
+    RedisSettings,
+    Settings,
+)
 from conduit.main import create_app
+from conduit.ratelimit.policies import Policies
 
 
 @pytest.mark.parametrize(
@@ -96,3 +106,71 @@ async def test_cors_allows_only_listed_origins(monkeypatch: pytest.MonkeyPatch) 
 
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in refused.headers
+
+
+def test_a_policy_set_in_part_keeps_its_other_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA", "50")
+    monkeypatch.setenv("CONDUIT_RATE_LIMIT_READS__ALGORITHM", "token-bucket")
+    monkeypatch.setenv("CONDUIT_RATE_LIMIT_ALGORITHM", "fixed-window")
+
+    settings = RateLimitSettings()
+    policies = Policies.from_settings(settings)
+
+    assert (settings.sign_in.quota, settings.sign_in.window_seconds) == (50, 60)
+    assert policies.sign_in.algorithm is Algorithm.FIXED_WINDOW
+    assert policies.reads.algorithm is Algorithm.TOKEN_BUCKET
+    assert (policies.failed_sign_ins.quota, policies.failed_sign_ins.window_seconds) == (10, 900)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CONDUIT_RATE_LIMIT_WRITES__QUOTA", "0", "greater than or equal to 1"),
+        ("CONDUIT_RATE_LIMIT_WRITES__WINDOW_SECONDS", "-1", "greater than or equal to 1"),
+        ("CONDUIT_RATE_LIMIT_WRITES__ALGORITHM", "leaky-bucket", "sliding-window"),
+        ("CONDUIT_RATE_LIMIT_WRITES__BURST", "5", "Extra inputs are not permitted"),
+    ],
+)
+def test_a_policy_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ValidationError, match=message):
+        RateLimitSettings()
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"REDIS_URL": "http://cache:6379"}, "must start with redis://, rediss:// or unix://"),
+        ({"UPSTASH_REDIS_REST_URL": "ftp://x", "UPSTASH_REDIS_REST_TOKEN": "t"}, "http"),
+        ({"UPSTASH_REDIS_REST_URL": "https://x.upstash.io"}, "set UPSTASH_REDIS_REST_URL and"),
+        ({"UPSTASH_REDIS_REST_TOKEN": "t"}, "set UPSTASH_REDIS_REST_URL and"),
+    ],
+)
+def test_a_store_misconfigured_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    for name in ("REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=message):
+        RedisSettings()
+
+
+@pytest.mark.anyio
+async def test_a_production_process_without_a_shared_store_warns(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    alone = RedisSettings(url=None, rest_url=None, rest_token=None)
+    production = settings.model_copy(update={"env": Environment.PRODUCTION, "redis": alone})
+    app = create_app(production)
+
+    with caplog.at_level(logging.WARNING, logger="conduit.main"):
+        async with app.router.lifespan_context(app):
+            pass
+
+    assert [r.msg for r in caplog.records] == ["no_shared_store"]

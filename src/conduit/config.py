@@ -6,9 +6,9 @@ variables, and the platform-standard names (`DATABASE_URL`) are read as they are
 
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -127,6 +127,102 @@ class HttpSettings(BaseSettings):
         return origins
 
 
+class RedisSettings(BaseSettings):
+    """Where state shared between processes lives: Redis over TCP (`REDIS_URL`: Redis, Valkey,
+    or Upstash with `rediss://`), else Upstash over REST (`UPSTASH_REDIS_REST_URL` and
+    `UPSTASH_REDIS_REST_TOKEN`), else this process's memory (one process only)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONDUIT_REDIS_", extra="ignore", validate_by_name=True
+    )
+
+    url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    rest_url: str | None = Field(default=None, validation_alias="UPSTASH_REDIS_REST_URL")
+    rest_token: SecretStr | None = Field(default=None, validation_alias="UPSTASH_REDIS_REST_TOKEN")
+    # Every call, connecting included: a slow Redis must not become a slow API.
+    timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    max_connections: int = Field(default=50, ge=1, le=10_000)
+    # Keys are `<prefix>:...`, so that several deployments can share one Redis.
+    key_prefix: str = Field(default="conduit", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    @field_validator("url")
+    @classmethod
+    def redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("rest_url")
+    @classmethod
+    def https_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("UPSTASH_REDIS_REST_URL must be an http(s):// URL")
+        return value
+
+    @model_validator(mode="after")
+    def rest_url_with_token(self) -> "RedisSettings":
+        if (self.rest_url is None) != (self.rest_token is None):
+            raise ValueError("set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN together")
+        return self
+
+
+class Algorithm(StrEnum):
+    SLIDING_WINDOW = "sliding-window"
+    FIXED_WINDOW = "fixed-window"
+    TOKEN_BUCKET = "token-bucket"  # noqa: S105 (an algorithm, not a credential)
+
+
+class Rate(BaseModel):
+    """`quota` requests per `window_seconds`, counted by `algorithm` (unset: the default one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quota: int = Field(ge=1, le=1_000_000)
+    window_seconds: int = Field(ge=1, le=86_400)
+    algorithm: Algorithm | None = None
+
+
+_DEFAULT_RATES = {
+    "anonymous": Rate(quota=300, window_seconds=60),
+    "reads": Rate(quota=600, window_seconds=60),
+    "writes": Rate(quota=60, window_seconds=60),
+    "sign_in": Rate(quota=20, window_seconds=60),
+    "failed_sign_ins": Rate(quota=10, window_seconds=15 * 60),
+}
+
+
+class RateLimitSettings(BaseSettings):
+    """One rate per policy, e.g. `CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA=50`; the fields not set
+    keep their defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONDUIT_RATE_LIMIT_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    enabled: bool = True
+    algorithm: Algorithm = Algorithm.SLIDING_WINDOW
+    # Requests without credentials, per client IP (an IPv6 client by its /64).
+    anonymous: Rate = _DEFAULT_RATES["anonymous"]
+    # Authenticated requests, per user (or per API key): GET/HEAD/OPTIONS, and the rest.
+    reads: Rate = _DEFAULT_RATES["reads"]
+    writes: Rate = _DEFAULT_RATES["writes"]
+    # Registration, login, token and refresh, per client IP.
+    sign_in: Rate = _DEFAULT_RATES["sign_in"]
+    # Failed sign-ins per account; once spent, sign-in is refused whatever the password.
+    failed_sign_ins: Rate = _DEFAULT_RATES["failed_sign_ins"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def complete_rates(cls, values: Any) -> Any:
+        """A rate given in part (one nested variable) keeps its default for the rest."""
+        if isinstance(values, dict):
+            for name, default in _DEFAULT_RATES.items():
+                given = values.get(name)
+                if isinstance(given, dict):
+                    values[name] = {**default.model_dump(), **given}
+        return values
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONDUIT_", extra="ignore")
 
@@ -134,6 +230,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @model_validator(mode="after")
     def refuse_default_secret_in_production(self) -> "Settings":

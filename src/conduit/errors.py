@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request, status
@@ -18,7 +19,7 @@ ErrorBody = dict[str, dict[str, list[str]]]
 class AppError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     message = "is invalid"
-    headers: ClassVar[Mapping[str, str] | None] = None
+    headers: Mapping[str, str] | None = None
     # The request's writes are committed even though it fails, e.g. revoking a session whose
     # refresh token was replayed.
     keeps_changes: ClassVar[bool] = False
@@ -48,11 +49,19 @@ class Conflict(AppError):
 class Unauthorized(AppError):
     status_code = status.HTTP_401_UNAUTHORIZED
     message = "is invalid"
-    headers: ClassVar[Mapping[str, str] | None] = {"WWW-Authenticate": "Token"}
+    headers: Mapping[str, str] | None = MappingProxyType({"WWW-Authenticate": "Token"})
 
 
 class Unprocessable(AppError):
     status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+
+class TooManyRequests(AppError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("rate_limit", f"too many requests, retry in {retry_after} s")
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class OAuth2Error(Exception):
@@ -83,6 +92,22 @@ _RESPONSE_DESCRIPTIONS = {
     status.HTTP_404_NOT_FOUND: "No such resource.",
     status.HTTP_409_CONFLICT: "Already taken.",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input; each field says what is wrong.",
+    status.HTTP_429_TOO_MANY_REQUESTS: "Rate limited; retry after `Retry-After` seconds.",
+}
+
+_RATE_LIMIT_HEADERS = {
+    "Retry-After": {
+        "description": "Seconds until the request may succeed.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Policy": {
+        "description": 'The policies that apply, e.g. `"anonymous";q=300;w=60`.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of each policy, e.g. `"anonymous";r=0;t=12`.',
+        "schema": {"type": "string"},
+    },
 }
 
 
@@ -92,6 +117,7 @@ def responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     which is not the shape Conduit sends."""
     return {
         code: {"model": ErrorResponse, "description": _RESPONSE_DESCRIPTIONS[code]}
+        | ({"headers": _RATE_LIMIT_HEADERS} if code == status.HTTP_429_TOO_MANY_REQUESTS else {})
         for code in status_codes
     }
 

@@ -1,5 +1,6 @@
 """The application factory: settings in, a wired FastAPI app out."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -7,17 +8,20 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import database
+from conduit import database, kv
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.dependencies import document_security
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
 from conduit.comments.router import router as comments_router
-from conduit.config import Settings
+from conduit.config import Environment, Settings
 from conduit.errors import register_error_handlers
 from conduit.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from conduit.profiles.router import router as profiles_router
+from conduit.ratelimit.dependencies import RateLimitHeadersMiddleware
+from conduit.ratelimit.limiter import RateLimiter
+from conduit.ratelimit.policies import Policies
 from conduit.tags.router import router as tags_router
 
 DESCRIPTION = """
@@ -35,7 +39,13 @@ Three ways to authenticate:
   `X-API-Key: <key>`.
 
 Errors always have the shape `{"errors": {"<field>": ["<message>"]}}`.
+
+Requests are rate limited per client address, user or API key; every response says where the
+caller stands in `RateLimit-Policy` and `RateLimit` headers, and a refusal is a 429 with
+`Retry-After`.
 """
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,10 +54,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         """Every client of the process is created here and closed on shutdown."""
-        async with database.connect(settings.database) as db:
+        async with (
+            database.connect(settings.database) as db,
+            kv.connect(settings.redis) as store,
+        ):
+            if isinstance(store, kv.Memory) and settings.env is Environment.PRODUCTION:
+                logger.warning(
+                    "no_shared_store",
+                    extra={"detail": "rate limits count per process; set REDIS_URL"},
+                )
             app.state.settings = settings
             app.state.database = db
+            app.state.store = store
             app.state.password_hasher = PasswordHasher(settings.auth.hash_concurrency)
+            app.state.rate_limiter = (
+                RateLimiter(
+                    Policies.from_settings(settings.rate_limit),
+                    store,
+                    prefix=settings.redis.key_prefix,
+                )
+                if settings.rate_limit.enabled
+                else None
+            )
             yield
 
     docs = settings.docs_enabled
@@ -62,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_init_oauth={"clientId": "conduit-docs"} if docs else None,
     )
     # Added innermost first: a request meets the proxy handling, then CORS, then the headers.
+    if settings.rate_limit.enabled:
+        app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.http.hsts_seconds)
     if settings.http.cors_origins:
@@ -71,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.http.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            expose_headers=["RateLimit", "RateLimit-Policy", "Retry-After"],
         )
     if settings.http.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.http.trusted_proxies)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -181,14 +182,64 @@ def _free_port() -> int:
         return port
 
 
+# The servers' shared store is chosen by the tests (TEST_REDIS_URL), never inherited.
+_STORE_VARIABLES = frozenset({"REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"})
+
+
 def _server_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
+    """The environment of a server on `database_url`, sharing state in the Redis at
+    TEST_REDIS_URL (under a key prefix of its own) when it is set."""
+    env = {
+        **{name: value for name, value in os.environ.items() if name not in _STORE_VARIABLES},
         "DATABASE_URL": database_url,
         "CONDUIT_SECRET_KEY": "e2e-conformance-secret-key-0123456789abcdef",
         "CONDUIT_ENV": "development",
         "PYTHONUNBUFFERED": "1",
     }
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+        env["CONDUIT_REDIS_KEY_PREFIX"] = f"conduit-e2e-{uuid.uuid4().hex[:12]}"
+    return env
+
+
+@contextmanager
+def database_env(workdir: Path) -> Iterator[dict[str, str]]:
+    """The environment of servers on a database of their own: a throw-away PostgreSQL
+    database, migrated, when TEST_DATABASE_URL is set, else a SQLite file in `workdir` (which
+    the first server to start migrates)."""
+    postgres_url = os.environ.get("TEST_DATABASE_URL")
+    if not postgres_url:
+        yield _server_env(f"sqlite+aiosqlite:///{workdir / 'e2e.db'}")
+        return
+    with _temporary_postgres_database(postgres_url) as url:
+        env = _server_env(url)
+        _migrate(env)
+        yield env
+
+
+@contextmanager
+def serving(env: dict[str, str], workdir: Path, name: str = "server") -> Iterator[ConduitServer]:
+    """A real ``python -m conduit serve`` process on a free loopback port, ready to serve; its
+    log is `workdir / <name>.log`."""
+    port = _free_port()
+    log_path = workdir / f"{name}.log"
+    with ExitStack() as stack:
+        log = stack.enter_context(log_path.open("wb"))
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "conduit", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_stop, process)
+        server = ConduitServer(
+            base_url=f"http://127.0.0.1:{port}", log_path=log_path, process=process
+        )
+        _wait_until_ready(server)
+        yield server
 
 
 @contextmanager
@@ -268,29 +319,11 @@ def _wait_until_ready(server: ConduitServer) -> None:
 
 @pytest.fixture(scope="session")
 def conduit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConduitServer]:
-    """A real ``python -m conduit serve`` process on a free loopback port, ready to serve."""
+    """A real server for the conformance suites, rate limited at the defaults but for sign-in:
+    each suite registers and signs in dozens of users from one address within a minute."""
     workdir = tmp_path_factory.mktemp("conduit-e2e")
-    with ExitStack() as stack:
-        postgres_url = os.environ.get("TEST_DATABASE_URL")
-        if postgres_url:
-            env = _server_env(stack.enter_context(_temporary_postgres_database(postgres_url)))
-            _migrate(env)
-        else:
-            env = _server_env(f"sqlite+aiosqlite:///{workdir / 'e2e.db'}")
-        port = _free_port()
-        log_path = workdir / "server.log"
-        log = stack.enter_context(log_path.open("wb"))
-        process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "conduit", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        stack.callback(_stop, process)
-        server = ConduitServer(
-            base_url=f"http://127.0.0.1:{port}", log_path=log_path, process=process
-        )
-        _wait_until_ready(server)
+    with (
+        database_env(workdir) as env,
+        serving({**env, "CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA": "1000"}, workdir) as server,
+    ):
         yield server

@@ -9,7 +9,7 @@ from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.schemas import JSONText
 
-router = APIRouter(prefix="/user/api-keys", tags=["API keys"])
+router = APIRouter(prefix="/user/api-keys", tags=["API keys"], responses=responses(429))
 
 _SIGNED_IN = responses(401, 403)
 

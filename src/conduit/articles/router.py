@@ -15,7 +15,7 @@ from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.schemas import JSONText
 
-router = APIRouter(prefix="/articles", tags=["Articles"])
+router = APIRouter(prefix="/articles", tags=["Articles"], responses=responses(429))
 
 MAX_PAGE_SIZE = 100
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]

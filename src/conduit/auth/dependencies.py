@@ -13,11 +13,12 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from conduit.api_keys import service as api_keys_service
 from conduit.auth import reads
 from conduit.auth.passwords import PasswordHasher
-from conduit.auth.principal import ALL_SCOPES, Account, Principal, Scope, SignedIn
+from conduit.auth.principal import ALL_SCOPES, SAFE_METHODS, Account, Principal, Scope, SignedIn
 from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
 from conduit.database import Reader, ReadSession, database_of, transaction, utcnow
 from conduit.errors import Forbidden, Unauthorized
+from conduit.ratelimit.dependencies import limit_caller
 
 _realworld_scheme = APIKeyHeader(
     name="Authorization",
@@ -37,9 +38,6 @@ _api_key_scheme = APIKeyHeader(
     description="An API key from `POST /api/user/api-keys`, scoped `read` and/or `write`.",
     auto_error=False,
 )
-
-# The methods an API key's `read` scope allows; `write` allows the rest.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # Every dependency here is `async def`, even with nothing to await: FastAPI runs plain `def`
 # dependencies in a thread pool, a thread hop per dependency per request.
@@ -75,7 +73,7 @@ async def _with_api_key(request: Request, db: Reader, api_key: str) -> Principal
     if holder.stale:
         async with transaction(database_of(request).sessions) as session:
             await api_keys_service.record_use(session, key_id=holder.key_id, now=now)
-    return Principal(user=holder.account, scopes=holder.scopes)
+    return Principal(user=holder.account, scopes=holder.scopes, api_key_id=holder.key_id)
 
 
 async def _with_token(request: Request, db: Reader, authorization: str) -> Principal:
@@ -93,9 +91,8 @@ async def _with_token(request: Request, db: Reader, authorization: str) -> Princ
     )
 
 
-async def _principal(request: Request, db: Reader) -> Principal | None:
-    """The caller, if credentials were sent; they must carry the scope the method needs
-    (`read` for GET, `write` for everything else). Credentials sent but invalid are a 401.
+async def _identify(request: Request, db: Reader) -> Principal | None:
+    """The caller, if credentials were sent. Credentials sent but invalid are a 401.
 
     Headers are read here rather than through FastAPI's security dependencies: each dependency
     FastAPI solves costs more than the statement of an anonymous read. `document_security`
@@ -106,12 +103,25 @@ async def _principal(request: Request, db: Reader) -> Principal | None:
     if api_key is not None:
         if authorization is not None:
             raise Unauthorized("token", "send either Authorization or X-API-Key, not both")
-        principal = await _with_api_key(request, db, api_key)
-    elif authorization is not None:
-        principal = await _with_token(request, db, authorization)
-    else:
+        return await _with_api_key(request, db, api_key)
+    if authorization is not None:
+        return await _with_token(request, db, authorization)
+    return None
+
+
+async def _principal(request: Request, db: Reader) -> Principal | None:
+    """The caller, counted against its rate limit; its credentials must carry the scope the
+    method needs (`read` for GET, `write` for everything else). A request whose credentials
+    are refused counts against its address, as an anonymous one: guessing is not free."""
+    try:
+        principal = await _identify(request, db)
+    except Unauthorized:
+        await limit_caller(request, None)
+        raise
+    await limit_caller(request, principal.rate_limit_key if principal is not None else None)
+    if principal is None:
         return None
-    needed = Scope.READ if request.method in _SAFE_METHODS else Scope.WRITE
+    needed = Scope.READ if request.method in SAFE_METHODS else Scope.WRITE
     if needed not in principal.scopes:
         raise Forbidden("api_key", f"lacks the {needed} scope")
     return principal

@@ -11,6 +11,8 @@ class Scope(StrEnum):
 
 
 ALL_SCOPES = frozenset(Scope)
+# The methods the `read` scope allows; `write` allows the rest.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Account(BaseModel):
@@ -33,10 +35,16 @@ class Principal:
     scopes: frozenset[Scope]
     session_id: uuid.UUID | None = None
     token: str | None = None
+    api_key_id: int | None = None
 
     @property
     def via_api_key(self) -> bool:
         return self.session_id is None
+
+    @property
+    def rate_limit_key(self) -> str:
+        """Requests with an API key count against the key, the others against the user."""
+        return f"user:{self.user.id}" if self.api_key_id is None else f"key:{self.api_key_id}"
 
 
 @dataclass(frozen=True, slots=True)

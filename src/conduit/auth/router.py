@@ -22,8 +22,9 @@ from conduit.auth.schemas import (
 )
 from conduit.database import Session
 from conduit.errors import OAUTH2_RESPONSES, OAuth2Error, Unauthorized, responses
+from conduit.ratelimit.dependencies import Attempts, SignInLimit
 
-router = APIRouter(tags=["User and Authentication"])
+router = APIRouter(tags=["User and Authentication"], responses=responses(429))
 
 
 def _user_response(user: User | Account, token: str) -> UserResponse:
@@ -40,7 +41,12 @@ def _user_response(user: User | Account, token: str) -> UserResponse:
     )
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, responses=responses(409, 422))
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[SignInLimit],
+    responses=responses(409, 422),
+)
 async def register(
     body: NewUserRequest, session: Session, hasher: Hasher, settings: AppSettings
 ) -> UserResponse:
@@ -52,14 +58,18 @@ async def register(
     )
 
 
-@router.post("/users/login", responses=responses(401, 422))
+@router.post("/users/login", dependencies=[SignInLimit], responses=responses(401, 422))
 async def login(
-    body: LoginUserRequest, session: Session, hasher: Hasher, settings: AppSettings
+    body: LoginUserRequest,
+    session: Session,
+    hasher: Hasher,
+    settings: AppSettings,
+    attempts: Attempts,
 ) -> UserResponse:
     """Exchange an email and password for a RealWorld token. A failure does not say which of the
-    two was wrong."""
+    two was wrong; after too many failures the account refuses sign-in for a while (429)."""
     user = await service.authenticate(
-        session, hasher, login=body.user.email, password=body.user.password
+        session, hasher, login=body.user.email, password=body.user.password, attempts=attempts
     )
     if user is None:
         raise Unauthorized("credentials", "invalid")
@@ -86,23 +96,28 @@ async def update_current_user(
     return _user_response(user, principal.token or "")
 
 
-@router.post("/auth/token", tags=["OAuth2"], responses=OAUTH2_RESPONSES)
+@router.post("/auth/token", tags=["OAuth2"], dependencies=[SignInLimit], responses=OAUTH2_RESPONSES)
 async def issue_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: Session,
     hasher: Hasher,
     settings: AppSettings,
+    attempts: Attempts,
 ) -> TokenResponse:
     """OAuth2 password grant (form fields `username`, the email or username, and `password`).
     Returns a short-lived bearer access token and a refresh token. Errors follow RFC 6749:
-    400 `{"error": "invalid_grant"}`."""
-    user = await service.authenticate(session, hasher, login=form.username, password=form.password)
+    400 `{"error": "invalid_grant"}`; too many failures for the account answer 429."""
+    user = await service.authenticate(
+        session, hasher, login=form.username, password=form.password, attempts=attempts
+    )
     if user is None:
         raise OAuth2Error("invalid_grant", "invalid username or password")
     return await sessions.start_oauth(session, settings.auth, user_id=user.id)
 
 
-@router.post("/auth/refresh", tags=["OAuth2"], responses=responses(401, 422))
+@router.post(
+    "/auth/refresh", tags=["OAuth2"], dependencies=[SignInLimit], responses=responses(401, 422)
+)
 async def refresh_token(
     body: RefreshRequest, session: Session, settings: AppSettings
 ) -> TokenResponse:

@@ -8,6 +8,7 @@ from conduit.auth.passwords import PasswordHasher
 from conduit.auth.principal import Principal
 from conduit.auth.schemas import NewUser, UpdateUser
 from conduit.errors import Conflict, Forbidden
+from conduit.ratelimit.limiter import SignInAttempts
 
 
 async def _ensure_unique(
@@ -55,17 +56,29 @@ async def register(session: AsyncSession, hasher: PasswordHasher, *, new_user: N
 
 
 async def authenticate(
-    session: AsyncSession, hasher: PasswordHasher, *, login: str, password: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    *,
+    login: str,
+    password: str,
+    attempts: SignInAttempts,
 ) -> User | None:
     """The user whose email or username is `login`, if `password` is theirs.
 
     An unknown login costs a full hash too, so that timing does not tell which part was wrong.
+    Failures count against the account (an unknown login against itself, so that both fail
+    alike), and an account with too many refuses every password for a while.
     """
     user = await session.scalar(
         select(User).where(or_(User.email == login.lower(), User.username == login))
     )
+    account = f"user:{user.id}" if user is not None else f"login:{login.lower()}"
+    await attempts.ensure_allowed(account)
     password_matches = await hasher.verify(user.password_hash if user else None, password)
-    return user if user is not None and password_matches else None
+    if user is None or not password_matches:
+        await attempts.failed(account)
+        return None
+    return user
 
 
 async def update(

@@ -10,7 +10,7 @@ from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.schemas import JSONText
 
-router = APIRouter(prefix="/articles/{slug}/comments", tags=["Comments"])
+router = APIRouter(prefix="/articles/{slug}/comments", tags=["Comments"], responses=responses(429))
 
 
 @router.get("", response_model=MultipleCommentsResponse, responses=responses(401, 403, 404, 422))

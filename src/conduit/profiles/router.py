@@ -7,7 +7,7 @@ from conduit.profiles import reads, service
 from conduit.profiles.schemas import ProfileResponse
 from conduit.schemas import JSONText
 
-router = APIRouter(prefix="/profiles", tags=["Profile"])
+router = APIRouter(prefix="/profiles", tags=["Profile"], responses=responses(429))
 
 
 @router.get("/{username}", response_model=ProfileResponse, responses=responses(401, 403, 404, 422))

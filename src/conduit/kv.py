@@ -1,0 +1,126 @@
+"""State shared between processes: Redis over TCP, Upstash over REST, or, with neither
+configured, this process's memory (the embedded default, right for one process only).
+
+`connect` creates the one client of the process and closes it; rate limiting uses it, and
+caching and jobs are meant to share it.
+"""
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import redis.asyncio
+import upstash_redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from upstash_redis.errors import UpstashError
+
+from conduit.config import RedisSettings
+
+logger = logging.getLogger(__name__)
+
+# How long after a failure the store is left alone before it is tried again: a server that
+# is down costs one timeout per this interval, not one per request.
+RETRY_AFTER_FAILURE_SECONDS = 1.0
+
+# What a call to each store raises when the store, not the caller, is at fault.
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+# httpx's errors for the transport, JSONDecodeError for a body that is not Upstash's JSON.
+UPSTASH_ERRORS = (UpstashError, httpx.HTTPError, json.JSONDecodeError, TimeoutError)
+
+
+class Unavailable(Exception):
+    """The store did not answer in time, or answered with an error."""
+
+
+@dataclass
+class Outage:
+    """Whether a store is failing. The first failure logs one warning and the recovery one
+    line, whatever the number of requests in between."""
+
+    store: str
+    retry_at: float = 0.0
+    down: bool = False
+
+    def available(self) -> bool:
+        return not self.down or time.monotonic() >= self.retry_at
+
+    def failed(self, error: Exception) -> None:
+        self.retry_at = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+        if not self.down:
+            self.down = True
+            logger.warning(
+                "shared_store_unavailable",
+                extra={"store": self.store, "error": type(error).__name__, "detail": str(error)},
+            )
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            logger.info("shared_store_recovered", extra={"store": self.store})
+
+
+@dataclass(frozen=True)
+class Redis:
+    client: redis.asyncio.Redis
+    timeout_seconds: float
+    outage: Outage = field(default_factory=lambda: Outage("redis"))
+
+
+@dataclass(frozen=True)
+class Upstash:
+    client: upstash_redis.asyncio.Redis
+    timeout_seconds: float
+    outage: Outage = field(default_factory=lambda: Outage("upstash"))
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Nothing to connect to: each user of the layer keeps its state in this process, which
+    never fails."""
+
+    outage: Outage = field(default_factory=lambda: Outage("memory"))
+
+
+Store = Redis | Upstash | Memory
+
+
+@asynccontextmanager
+async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
+    """The store the settings name. Nothing is sent until it is used: a Redis that is down at
+    start-up is an outage like any other, not a reason to refuse to serve."""
+    if settings.url is not None:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.url,
+            max_connections=settings.max_connections,
+            timeout=settings.timeout_seconds,
+            socket_timeout=settings.timeout_seconds,
+            socket_connect_timeout=settings.timeout_seconds,
+            # Once, at once: a pooled connection the server has closed is replaced; a server
+            # that is down is an outage, not a reason to wait.
+            retry=Retry(NoBackoff(), retries=1),
+        )
+        client = redis.asyncio.Redis.from_pool(pool)
+        try:
+            yield Redis(client, settings.timeout_seconds)
+        finally:
+            await client.aclose()
+    elif settings.rest_url is not None and settings.rest_token is not None:
+        rest = upstash_redis.asyncio.Redis(
+            settings.rest_url,
+            settings.rest_token.get_secret_value(),
+            # Its retry waits seconds; a request cannot. Calls are bounded by the timeout.
+            rest_retries=0,
+            allow_telemetry=False,
+        )
+        try:
+            yield Upstash(rest, settings.timeout_seconds)
+        finally:
+            await rest.close()
+    else:
+        yield Memory()

@@ -1,0 +1,125 @@
+"""Rate limits applied to requests.
+
+Every `/api` route counts its caller once: routes that authenticate do it in the
+authentication dependency, by the user or API key it verified (or the client IP when there was
+none), and the others through `limit_anonymous` or `limit_sign_in`, by the client IP. The
+decisions reach the client as IETF `RateLimit-Policy` and `RateLimit` headers on every response
+(`RateLimitHeadersMiddleware`), and a refusal as a 429 with `Retry-After`.
+"""
+
+import time
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv6Network, ip_address
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conduit.auth.principal import SAFE_METHODS
+from conduit.errors import TooManyRequests
+from conduit.ratelimit.limiter import RateLimiter, SignInAttempts
+from conduit.ratelimit.policies import Decision, Policy
+
+_DECISIONS = "rate_limits"
+
+
+@lru_cache(maxsize=4096)
+def address_partition(host: str) -> str:
+    """One IPv4 address, or one IPv6 /64: the block a single client controls."""
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, IPv4Address):
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(IPv6Network((address, 64), strict=False))
+
+
+def client_partition(request: Request) -> str:
+    """The client's address as the trusted-proxy handling computed it, by partition."""
+    return address_partition(request.client.host) if request.client else "unknown"
+
+
+def _limiter(request: Request) -> RateLimiter | None:
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    return limiter
+
+
+async def _count(request: Request, limiter: RateLimiter, policy: Policy, identifier: str) -> None:
+    decision = await limiter.limit(policy, identifier)
+    if decision is None:
+        return
+    decisions: list[Decision] = request.scope.setdefault("state", {}).setdefault(_DECISIONS, [])
+    decisions.append(decision)
+    if not decision.allowed:
+        raise TooManyRequests(decision.retry_after(time.time()))
+
+
+async def limit_caller(request: Request, identity: str | None) -> None:
+    """Count the request against its caller: an authenticated `identity`'s reads or writes,
+    or, with none, the client's address."""
+    limiter = _limiter(request)
+    if limiter is None:
+        return
+    policies = limiter.policies
+    if identity is None:
+        await _count(request, limiter, policies.anonymous, client_partition(request))
+    elif request.method in SAFE_METHODS:
+        await _count(request, limiter, policies.reads, identity)
+    else:
+        await _count(request, limiter, policies.writes, identity)
+
+
+async def limit_anonymous(request: Request) -> None:
+    """For routes that do not authenticate: counted by the client's address."""
+    await limit_caller(request, None)
+
+
+async def limit_sign_in(request: Request) -> None:
+    """For the routes that hand out credentials: the sign-in policy, then the anonymous one."""
+    limiter = _limiter(request)
+    if limiter is None:
+        return
+    address = client_partition(request)
+    await _count(request, limiter, limiter.policies.sign_in, address)
+    await _count(request, limiter, limiter.policies.anonymous, address)
+
+
+async def sign_in_attempts(request: Request) -> SignInAttempts:
+    return SignInAttempts(_limiter(request))
+
+
+AnonymousLimit = Depends(limit_anonymous)
+SignInLimit = Depends(limit_sign_in)
+Attempts = Annotated[SignInAttempts, Depends(sign_in_attempts)]
+
+
+class RateLimitHeadersMiddleware:
+    """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers, structured
+    fields) on every response to a request that was counted, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decisions: list[Decision] | None = scope.get("state", {}).get(_DECISIONS)
+                if decisions:
+                    now = time.time()
+                    policies = ", ".join(decision.policy.header for decision in decisions)
+                    states = ", ".join(decision.header(now) for decision in decisions)
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        (b"ratelimit-policy", policies.encode()),
+                        (b"ratelimit", states.encode()),
+                    ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

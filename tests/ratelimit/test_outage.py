@@ -1,0 +1,139 @@
+"""When the shared store fails: requests keep being served, the general limits open with one
+warning for the whole outage, sign-in keeps a limit in this process, and counting in the store
+resumes when it is back. The store is a Redis server the test starts and stops itself."""
+
+import logging
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import redis
+from fastapi import FastAPI
+from httpx import AsyncClient
+from pydantic import SecretStr
+
+from conduit import kv
+from conduit.config import Rate, RateLimitSettings, RedisSettings
+from conduit.ratelimit.limiter import RateLimiter
+from conduit.ratelimit.policies import Policies
+from tests.upstash_rest import free_port, serving
+
+pytestmark = pytest.mark.anyio
+
+
+class OwnRedis:
+    """A redis-server of the test's own, on a port of its own, keeping nothing on disk."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._argv = [
+            binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--dir", str(directory)),
+        ]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(  # noqa: S603
+            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis.from_url(self.url, socket_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def stored_keys(self) -> list[bytes]:
+        client = redis.Redis.from_url(self.url)
+        try:
+            return list(client.scan_iter(count=1000))
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(binary, tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "upstash"])
+async def failing_store(
+    request: pytest.FixtureRequest, own_redis: OwnRedis
+) -> AsyncIterator[kv.Store]:
+    if request.param == "redis":
+        async with kv.connect(RedisSettings(url=own_redis.url)) as store:
+            yield store
+        return
+    token = secrets.token_urlsafe(16)
+    with serving(own_redis.url, token) as rest_url:
+        settings = RedisSettings(
+            rest_url=rest_url, rest_token=SecretStr(token), timeout_seconds=2.0
+        )
+        async with kv.connect(settings) as store:
+            yield store
+
+
+def _login(email: str) -> dict[str, dict[str, str]]:
+    return {"user": {"email": email, "password": "guess"}}
+
+
+async def test_while_the_store_is_down_requests_are_served_and_limiting_resumes_after(
+    client: AsyncClient,
+    app: FastAPI,
+    failing_store: kv.Store,
+    own_redis: OwnRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rates = RateLimitSettings.model_validate({"sign_in": Rate(quota=3, window_seconds=3600)})
+    app.state.rate_limiter = RateLimiter(
+        Policies.from_settings(rates), failing_store, prefix="outage"
+    )
+    before = await client.get("/api/tags")
+    assert before.status_code == 200
+    assert "RateLimit" in before.headers
+
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="conduit.kv"):
+        during = [await client.get("/api/tags") for _ in range(20)]
+        sign_ins = [
+            await client.post("/api/users/login", json=_login("nobody@example.com"))
+            for _ in range(4)
+        ]
+
+    assert {r.status_code for r in during} == {200}
+    assert not any("RateLimit" in r.headers for r in during)
+    assert [r.status_code for r in sign_ins] == [401, 401, 401, 429]
+    outages = [r for r in caplog.records if r.msg == "shared_store_unavailable"]
+    assert len(outages) == 1
+
+    own_redis.start()
+    await anyio.sleep(kv.RETRY_AFTER_FAILURE_SECONDS + 0.1)
+    after = await client.get("/api/tags")
+
+    assert after.status_code == 200
+    assert "RateLimit" in after.headers
+    assert any(key.startswith(b"outage:ratelimit:anonymous:") for key in own_redis.stored_keys())

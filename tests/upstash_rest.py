@@ -1,0 +1,115 @@
+"""Upstash's REST protocol in front of a real Redis, for testing the unmodified `upstash-redis`
+and `upstash-ratelimit` clients (Upstash's own emulator is not installable from the registries
+the tests reach).
+
+What is served is the part of Upstash's documented protocol those clients use: `POST /` with a
+command as a JSON array answers `{"result": ...}` or, with status 400, `{"error": "..."}`;
+`Authorization: Bearer <token>` is required; `Upstash-Encoding: base64` encodes string
+results, `OK` excepted.
+"""
+
+import base64
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import redis.asyncio
+import uvicorn
+from redis.exceptions import RedisError, ResponseError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+Reply = None | int | str | list["Reply"]
+
+
+def _encode(reply: object, *, base64_encoded: bool) -> Reply:
+    if isinstance(reply, bytes):
+        if reply == b"OK" or not base64_encoded:
+            return reply.decode()
+        return base64.b64encode(reply).decode()
+    if isinstance(reply, list):
+        return [_encode(item, base64_encoded=base64_encoded) for item in reply]
+    if reply is None or isinstance(reply, int):
+        return reply
+    raise TypeError(f"unexpected reply {reply!r}")
+
+
+def _upstash_command(command: list[str | int | float]) -> list[str | int | float]:
+    """Upstash runs scripts whose first line is `#!lua flags=allow-key-locking`, a flag
+    Redis 7.0 refuses; the emulated server accepts it as Upstash does."""
+    if str(command[0]).upper() == "EVAL" and str(command[1]).startswith("#!lua"):
+        return [command[0], str(command[1]).partition("\n")[2], *command[2:]]
+    return command
+
+
+def upstash_app(redis_url: str, token: str) -> Starlette:
+    client: redis.asyncio.Redis | None = None
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        nonlocal client
+        client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=1.0)
+        # Replies as Redis sends them, not as redis-py would turn them into Python values.
+        client.response_callbacks.clear()
+        yield
+        await client.aclose()
+
+    async def run(command: list[str | int | float], *, base64_encoded: bool) -> dict[str, Reply]:
+        assert client is not None
+        try:
+            # redis-py leaves execute_command untyped.
+            reply = await client.execute_command(*_upstash_command(command))  # type: ignore[no-untyped-call]
+        except ResponseError as error:
+            return {"error": str(error)}
+        return {"result": _encode(reply, base64_encoded=base64_encoded)}
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {token}"
+
+    async def single(request: Request) -> JSONResponse:
+        if not authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        encoded = request.headers.get("upstash-encoding") == "base64"
+        try:
+            body = await run(await request.json(), base64_encoded=encoded)
+        except RedisError as error:
+            return JSONResponse({"error": f"ERR {error}"}, status_code=500)
+        return JSONResponse(body, status_code=400 if "error" in body else 200)
+
+    return Starlette(
+        routes=[Route("/", single, methods=["POST"])],
+        lifespan=lifespan,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(redis_url: str, token: str) -> Iterator[str]:
+    """The emulator on a loopback port, in a thread of this process; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        upstash_app(redis_url, token), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the Upstash REST emulator did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
