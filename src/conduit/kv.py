@@ -5,33 +5,24 @@ configured, this process's memory (the embedded default, right for one process o
 caching and jobs are meant to share it.
 """
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-
-import httpx
-import redis.asyncio
-import upstash_redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from upstash_redis.errors import UpstashError
+from typing import TYPE_CHECKING
 
 from conduit.config import RedisSettings
+
+if TYPE_CHECKING:
+    import redis.asyncio
+    import upstash_redis.asyncio
 
 logger = logging.getLogger(__name__)
 
 # How long after a failure the store is left alone before it is tried again: a server that
 # is down costs one timeout per this interval, not one per request.
 RETRY_AFTER_FAILURE_SECONDS = 1.0
-
-# What a call to each store raises when the store, not the caller, is at fault.
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-# httpx's errors for the transport, JSONDecodeError for a body that is not Upstash's JSON.
-UPSTASH_ERRORS = (UpstashError, httpx.HTTPError, json.JSONDecodeError, TimeoutError)
 
 
 class Unavailable(Exception):
@@ -50,13 +41,14 @@ class Outage:
     def available(self) -> bool:
         return not self.down or time.monotonic() >= self.retry_at
 
-    def failed(self, error: Exception) -> None:
+    def failed(self, error: Unavailable) -> None:
         self.retry_at = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
         if not self.down:
             self.down = True
+            cause = error.__cause__ or error
             logger.warning(
                 "shared_store_unavailable",
-                extra={"store": self.store, "error": type(error).__name__, "detail": str(error)},
+                extra={"store": self.store, "error": type(cause).__name__, "detail": str(cause)},
             )
 
     def recovered(self) -> None:
@@ -67,14 +59,14 @@ class Outage:
 
 @dataclass(frozen=True)
 class Redis:
-    client: redis.asyncio.Redis
+    client: "redis.asyncio.Redis"
     timeout_seconds: float
     outage: Outage = field(default_factory=lambda: Outage("redis"))
 
 
 @dataclass(frozen=True)
 class Upstash:
-    client: upstash_redis.asyncio.Redis
+    client: "upstash_redis.asyncio.Redis"
     timeout_seconds: float
     outage: Outage = field(default_factory=lambda: Outage("upstash"))
 
@@ -93,8 +85,13 @@ Store = Redis | Upstash | Memory
 @asynccontextmanager
 async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
     """The store the settings name. Nothing is sent until it is used: a Redis that is down at
-    start-up is an outage like any other, not a reason to refuse to serve."""
+    start-up is an outage like any other, not a reason to refuse to serve. A client library is
+    imported only when its store is configured (redis-py alone costs ~16 MiB per process)."""
     if settings.url is not None:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             settings.url,
             max_connections=settings.max_connections,
@@ -111,6 +108,8 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
         finally:
             await client.aclose()
     elif settings.rest_url is not None and settings.rest_token is not None:
+        import upstash_redis.asyncio
+
         rest = upstash_redis.asyncio.Redis(
             settings.rest_url,
             settings.rest_token.get_secret_value(),

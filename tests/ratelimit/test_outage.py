@@ -2,6 +2,7 @@
 warning for the whole outage, sign-in keeps a limit in this process, and counting in the store
 resumes when it is back. The store is a Redis server the test starts and stops itself."""
 
+import asyncio
 import logging
 import secrets
 import shutil
@@ -137,3 +138,50 @@ async def test_while_the_store_is_down_requests_are_served_and_limiting_resumes_
     assert after.status_code == 200
     assert "RateLimit" in after.headers
     assert any(key.startswith(b"outage:ratelimit:anonymous:") for key in own_redis.stored_keys())
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A port that accepts connections and never answers: a store hung, or a network dropping
+    packets."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in connections:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.mark.parametrize("kind", ["redis", "upstash"])
+async def test_a_store_that_never_answers_costs_a_request_no_more_than_the_timeout(
+    client: AsyncClient,
+    app: FastAPI,
+    silent_server: int,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = (
+        RedisSettings(url=f"redis://127.0.0.1:{silent_server}/0", timeout_seconds=0.2)
+        if kind == "redis"
+        else RedisSettings(
+            rest_url=f"http://127.0.0.1:{silent_server}",
+            rest_token=SecretStr("token"),
+            timeout_seconds=0.2,
+        )
+    )
+    async with kv.connect(settings) as store:
+        app.state.rate_limiter = RateLimiter(
+            Policies.from_settings(RateLimitSettings()), store, prefix="silent"
+        )
+        # Without the timeout the first request would wait for the store forever.
+        with anyio.fail_after(5), caplog.at_level(logging.WARNING, logger="conduit.kv"):
+            responses = [await client.get("/api/tags") for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert [r.msg for r in caplog.records] == ["shared_store_unavailable"]
+    assert caplog.records[0].error == "TimeoutError"  # type: ignore[attr-defined]

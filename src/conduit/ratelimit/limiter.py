@@ -1,9 +1,18 @@
 import time
+from typing import Protocol
 
 from conduit import kv
 from conduit.errors import TooManyRequests
-from conduit.ratelimit.backends import Limiter, MemoryLimiter, SharedLimiter
+from conduit.ratelimit.memory import MemoryLimiter
 from conduit.ratelimit.policies import Decision, Policies, Policy
+
+
+class Limiter(Protocol):
+    async def limit(self, policy: Policy, identifier: str) -> Decision:
+        """Count one request of `identifier` and say whether it is allowed."""
+
+    async def peek(self, policy: Policy, identifier: str) -> Decision:
+        """Whether a request of `identifier` would be allowed, counting nothing."""
 
 
 class RateLimiter:
@@ -23,6 +32,8 @@ class RateLimiter:
         if isinstance(store, kv.Memory):
             self._store = self._local
         else:
+            from conduit.ratelimit.shared import SharedLimiter
+
             self._store = SharedLimiter(
                 store,
                 (
