@@ -95,8 +95,11 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             settings.url,
             max_connections=settings.max_connections,
-            timeout=settings.timeout_seconds,
-            socket_timeout=settings.timeout_seconds,
+            # Each call is bounded as a whole by its caller (`asyncio.timeout`): redis-py's own
+            # timeouts on waiting for a connection, sending and reading would cost a timer
+            # each, and a task per send (a third of a limiter decision's CPU, measured).
+            timeout=None,
+            socket_timeout=None,
             socket_connect_timeout=settings.timeout_seconds,
             # Once, at once: a pooled connection the server has closed is replaced; a server
             # that is down is an outage, not a reason to wait.
