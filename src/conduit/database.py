@@ -174,6 +174,10 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     ConnectionError,
+    # A connection whose backend was terminated while it sat idle: asyncpg has read the
+    # server's FATAL but not yet the closed socket, and refuses the next statement ("cannot
+    # switch to state 12; another operation (2) is in progress").
+    asyncpg.exceptions.InternalClientError,
 )
 
 
