@@ -49,16 +49,18 @@ class Setup:
     port: int
     workers: int
     baseline_source: Path | None
+    # Where Conduit (and the baseline) share state; in process memory when None.
+    redis_url: str | None
 
     @property
     def conduits(self) -> tuple[str, ...]:
         return ("conduit",) if self.baseline_source is None else ("conduit", "baseline")
 
     def targets(self) -> dict[str, servers.Target]:
-        targets = {"conduit": servers.conduit(self.port, self.workers)}
+        targets = {"conduit": servers.conduit(self.port, self.workers, self.redis_url)}
         if self.baseline_source is not None:
             targets["baseline"] = servers.baseline(
-                self.port + 2, self.workers, self.baseline_source
+                self.port + 2, self.workers, self.baseline_source, self.redis_url
             )
         targets["floor"] = servers.floor(self.port + 1, self.workers)
         return targets
@@ -298,6 +300,13 @@ def main(
             help="A git ref (HEAD~1, a commit): also measure Conduit as of that commit.",
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help="A Redis URL: Conduit (and the baseline) keep rate limits there, not in memory.",
+        ),
+    ] = None,
     update_doc: Annotated[bool, typer.Option(help="Rewrite docs/benchmarks.md's section.")] = True,
 ) -> None:
     """Benchmark Conduit against the floor on a seeded PostgreSQL database."""
@@ -313,7 +322,12 @@ def main(
     with _checkout(revision) as source:
         sections = [
             _run_section(
-                Setup(port, count, source), chosen_scales, names, load, seed=seed, extras=extras
+                Setup(port, count, source, redis_url),
+                chosen_scales,
+                names,
+                load,
+                seed=seed,
+                extras=extras,
             )
             for count in counts
         ]
@@ -331,6 +345,7 @@ def main(
             "connections": connections,
             "threads": threads,
             "seed": seed,
+            "store": "Redis" if redis_url else "process memory",
         },
         sections=sections,
     )

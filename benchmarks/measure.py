@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 
 from benchmarks import loadgen, wrk
 from benchmarks.loadgen import RateResult
@@ -50,6 +51,8 @@ class Trial:
     peak_rss_mib: float
     peak_process_rss_mib: float
     processes: int
+    # With a shared store: the scripts Redis ran per request served (each one round trip).
+    redis_scripts_per_request: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class TargetSummary:
     peak_rss_mib: float
     peak_process_rss_mib: float
     processes: int
+    redis_scripts_per_request: float | None
     trials: list[Trial]
 
 
@@ -116,7 +120,20 @@ def verify_same_json(scenario: Scenario, targets: Mapping[str, Target]) -> None:
                 )
 
 
+def _scripts_run(redis_url: str) -> int:
+    """EVALSHA and EVAL calls Redis has served: the round trips of rate limiting. (The
+    commands a script runs are counted under their own names, so not in this.)"""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+
 def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
+    redis_url = target.env.get("REDIS_URL")
+    scripts_before = _scripts_run(redis_url) if redis_url else 0
     cpu_before = cpu_seconds(pid)
     with RssSampler(pid) as rss:
         result = wrk.run(
@@ -127,6 +144,7 @@ def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
             threads=load.threads,
         )
     cpu = cpu_seconds(pid) - cpu_before
+    scripts = _scripts_run(redis_url) - scripts_before if redis_url else None
     return Trial(
         rps=result.rps,
         p50_ms=result.p50_ms,
@@ -139,6 +157,9 @@ def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
         peak_rss_mib=rss.peak_total_kib / KIB_PER_MIB,
         peak_process_rss_mib=rss.peak_process_kib / KIB_PER_MIB,
         processes=rss.processes,
+        redis_scripts_per_request=(
+            scripts / result.requests if scripts is not None and result.requests else None
+        ),
     )
 
 
@@ -152,8 +173,16 @@ def _summary(trials: list[Trial]) -> TargetSummary:
         peak_rss_mib=max(trial.peak_rss_mib for trial in trials),
         peak_process_rss_mib=max(trial.peak_process_rss_mib for trial in trials),
         processes=max(trial.processes for trial in trials),
+        redis_scripts_per_request=_median_or_none(
+            [trial.redis_scripts_per_request for trial in trials]
+        ),
         trials=trials,
     )
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
 
 
 def _rotated(names: tuple[str, ...], shift: int) -> tuple[str, ...]:

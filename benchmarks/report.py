@@ -104,6 +104,9 @@ def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
         f"errors ({initials})",
         f"peak RSS MiB, all processes ({initials})",
     ]
+    with_redis = run.options.get("store") == "Redis"
+    if with_redis:
+        headers.append(f"Redis scripts/request ({initials})")
     rows = ["| " + " | ".join(headers) + " |", "|---|" + "--:|" * (len(headers) - 1)]
     for scenario in result.scenarios:
         targets = scenario.targets
@@ -121,6 +124,15 @@ def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
             " / ".join(str(summary.errors) for summary in present),
             " / ".join(f"{summary.peak_rss_mib:.0f}" for summary in present),
         ]
+        if with_redis:
+            cells.append(
+                " / ".join(
+                    "-"
+                    if summary.redis_scripts_per_request is None
+                    else f"{summary.redis_scripts_per_request:.2f}"
+                    for summary in present
+                )
+            )
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
@@ -278,7 +290,9 @@ def _load_line(run: Run) -> str:
     return (
         f"- Load: {workers}; wrk -t{options['threads']} -c{options['connections']}; per scenario"
         f" and target {options['trials']} trials of {options['duration']} s after"
-        f" {options['warmup']} s of warm-up, {order}; req/s and latencies are the medians of"
+        f" {options['warmup']} s of warm-up, {order}; rate limits kept in"
+        f" {options.get('store', 'process memory')}, counted at quotas no run reaches; req/s and"
+        " latencies are the medians of"
         f" the trials, {ratios} {medians} of the per-trial ratios, errors the sum (non-2xx and"
         " socket errors)."
     )

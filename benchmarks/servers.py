@@ -35,18 +35,25 @@ class Target:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _serve(port: int, workers: int) -> list[str]:
+def serve_command(port: int, workers: int) -> list[str]:
     serve = ["serve", "--port", str(port), "--workers", str(workers), "--no-access-log"]
     return [sys.executable, "-m", "conduit", *serve]
 
 
-def conduit(port: int, workers: int) -> Target:
-    return Target("conduit", port, _serve(port, workers))
+def _store(redis_url: str | None) -> dict[str, str]:
+    if redis_url is None:
+        return {}
+    return {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": "conduit-bench"}
 
 
-def baseline(port: int, workers: int, source: Path) -> Target:
+def conduit(port: int, workers: int, redis_url: str | None) -> Target:
+    return Target("conduit", port, serve_command(port, workers), _store(redis_url))
+
+
+def baseline(port: int, workers: int, source: Path, redis_url: str | None) -> Target:
     """Conduit served from a worktree's src/ (benchmarks.baseline) by this venv's Python."""
-    return Target("baseline", port, _serve(port, workers), baseline_checkout.env(source))
+    env = {**baseline_checkout.env(source), **_store(redis_url)}
+    return Target("baseline", port, serve_command(port, workers), env)
 
 
 def floor(port: int, workers: int) -> Target:
