@@ -278,6 +278,27 @@ async def test_an_untrusted_peer_cannot_choose_its_address(app: FastAPI, limits:
 
 
 @pytest.fixture
+async def app_with_cors(settings: Settings) -> AsyncIterator[FastAPI]:
+    http = settings.http.model_copy(update={"cors_origins": ["https://app.example"]})
+    app = create_app(settings.model_copy(update={"http": http}))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_a_browser_app_may_read_the_rate_limit_headers(app_with_cors: FastAPI) -> None:
+    async with AsyncClient(
+        transport=ASGITransport(app=app_with_cors), base_url="http://test"
+    ) as client:
+        response = await client.get("/api/tags", headers={"Origin": "https://app.example"})
+
+    exposed = {
+        name.strip() for name in response.headers["Access-Control-Expose-Headers"].split(",")
+    }
+    assert {"RateLimit", "RateLimit-Policy", "Retry-After"} <= exposed
+    assert "RateLimit" in response.headers
+
+
+@pytest.fixture
 async def unlimited_app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings.model_copy(update={"rate_limit": RateLimitSettings(enabled=False)}))
     async with app.router.lifespan_context(app):

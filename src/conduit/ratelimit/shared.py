@@ -4,7 +4,7 @@ scripts, sent by its own client to Upstash over REST, and by redis-py to Redis o
 (`_RedisCommands`). Both lay out their keys as the library does, so processes on either path
 share one count.
 
-Imported only when a shared store is configured: the clients cost a process ~25 MiB and a
+Imported only when a shared store is configured: the clients cost a process ~16 MiB and a
 third of a second at start-up.
 """
 
