@@ -8,6 +8,7 @@ own, and in process memory otherwise; each test starts with limits of its own.
 """
 
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from conduit.database import Base, Database, create_engine, transaction
 from conduit.main import create_app
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
+from tests import upstash_rest
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.readers import driver_reader
 from tests.redis_keys import delete_keys
@@ -62,6 +64,23 @@ async def redis_settings() -> AsyncIterator[RedisSettings]:
     yield settings
     if url is not None:
         await delete_keys(url, f"{settings.key_prefix}:*")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """TEST_REDIS_URL; a test that needs it is skipped without it."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url is None:
+        pytest.skip("TEST_REDIS_URL is not set (CI sets it)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def upstash_endpoint(redis_url: str) -> Iterator[upstash_rest.Endpoint]:
+    """Upstash's REST protocol in front of that Redis (`tests.upstash_rest`)."""
+    token = secrets.token_urlsafe(16)
+    with upstash_rest.serving(redis_url, token) as url:
+        yield upstash_rest.Endpoint(url, token)
 
 
 @pytest.fixture(scope="session")

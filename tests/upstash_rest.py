@@ -4,8 +4,10 @@ the tests reach).
 
 What is served is the part of Upstash's documented protocol those clients use: `POST /` with a
 command as a JSON array answers `{"result": ...}` or, with status 400, `{"error": "..."}`;
-`Authorization: Bearer <token>` is required; `Upstash-Encoding: base64` encodes string
-results, `OK` excepted.
+`POST /pipeline` with a JSON array of commands runs them in order, not as a transaction, and
+answers status 200 with one `{"result": ...}` or `{"error": "..."}` per command (a command that
+fails stops none of the others). `Authorization: Bearer <token>` is required;
+`Upstash-Encoding: base64` encodes string results, `OK` excepted, in each command's result.
 """
 
 import base64
@@ -14,6 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 
 import redis.asyncio
 import uvicorn
@@ -80,10 +83,31 @@ def upstash_app(redis_url: str, token: str) -> Starlette:
             return JSONResponse({"error": f"ERR {error}"}, status_code=500)
         return JSONResponse(body, status_code=400 if "error" in body else 200)
 
+    async def pipeline(request: Request) -> JSONResponse:
+        if not authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        encoded = request.headers.get("upstash-encoding") == "base64"
+        try:
+            bodies = [
+                await run(command, base64_encoded=encoded) for command in await request.json()
+            ]
+        except RedisError as error:
+            return JSONResponse({"error": f"ERR {error}"}, status_code=500)
+        return JSONResponse(bodies)
+
     return Starlette(
-        routes=[Route("/", single, methods=["POST"])],
+        routes=[
+            Route("/", single, methods=["POST"]),
+            Route("/pipeline", pipeline, methods=["POST"]),
+        ],
         lifespan=lifespan,
     )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    token: str
 
 
 def free_port() -> int:

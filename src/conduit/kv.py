@@ -5,9 +5,10 @@ configured, this process's memory (the embedded default, right for one process o
 caching and jobs are meant to share it.
 """
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,6 +28,14 @@ RETRY_AFTER_FAILURE_SECONDS = 1.0
 
 class Unavailable(Exception):
     """The store did not answer in time, or answered with an error."""
+
+
+class ScriptMissing(Exception):
+    """Redis does not know a script sent by its hash (EVALSHA): it restarted since it learnt it."""
+
+
+# A command as Redis takes it: its name, then its arguments.
+Command = tuple[str | bytes | int, ...]
 
 
 @dataclass
@@ -61,14 +70,45 @@ class Outage:
 class Redis:
     client: "redis.asyncio.Redis"
     timeout_seconds: float
+    # What a call raises when the store, not the caller, is at fault.
+    errors: tuple[type[Exception], ...]
     outage: Outage = field(default_factory=lambda: Outage("redis"))
+
+    async def run(self, commands: Sequence[Command]) -> list[object]:
+        """The commands in one round trip (a pipeline), bounded by the timeout as a whole."""
+        from redis.exceptions import NoScriptError
+
+        pipeline = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipeline.execute_command(*command)
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                return await pipeline.execute()
+        except NoScriptError as error:
+            raise ScriptMissing from error
+        except self.errors as error:
+            raise Unavailable(str(commands[0][0])) from error
 
 
 @dataclass(frozen=True)
 class Upstash:
     client: "upstash_redis.asyncio.Redis"
     timeout_seconds: float
+    errors: tuple[type[Exception], ...]
     outage: Outage = field(default_factory=lambda: Outage("upstash"))
+
+    async def run(self, commands: Sequence[Command]) -> list[object]:
+        """The commands in one request (Upstash's `/pipeline`), bounded by the timeout."""
+        pipeline = self.client.pipeline()
+        for command in commands:
+            pipeline.execute(
+                [part.decode() if isinstance(part, bytes) else str(part) for part in command]
+            )
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                return list(await pipeline.exec())
+        except self.errors as error:
+            raise Unavailable(str(commands[0][0])) from error
 
 
 @dataclass(frozen=True)
@@ -82,6 +122,10 @@ class Memory:
 Store = Redis | Upstash | Memory
 
 
+def _text(part: str | bytes | int) -> str:
+    return part.decode() if isinstance(part, bytes) else str(part)
+
+
 @asynccontextmanager
 async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
     """The store the settings name. Nothing is sent until it is used: a Redis that is down at
@@ -91,6 +135,7 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
         import redis.asyncio
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
 
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             settings.url,
@@ -107,11 +152,15 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
         )
         client = redis.asyncio.Redis.from_pool(pool)
         try:
-            yield Redis(client, settings.timeout_seconds)
+            yield Redis(client, settings.timeout_seconds, (RedisError, OSError, TimeoutError))
         finally:
             await client.aclose()
     elif settings.rest_url is not None and settings.rest_token is not None:
+        import json
+
+        import httpx
         import upstash_redis.asyncio
+        from upstash_redis.errors import UpstashError
 
         rest = upstash_redis.asyncio.Redis(
             settings.rest_url,
@@ -121,7 +170,17 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
             allow_telemetry=False,
         )
         try:
-            yield Upstash(rest, settings.timeout_seconds)
+            # httpx's errors for the transport, JSONDecodeError for a body that is not JSON,
+            # AttributeError for a pipeline answered with one error object rather than a list
+            # (upstash-redis reads it as a list).
+            errors = (
+                UpstashError,
+                httpx.HTTPError,
+                json.JSONDecodeError,
+                TimeoutError,
+                AttributeError,
+            )
+            yield Upstash(rest, settings.timeout_seconds, errors)
         finally:
             await rest.close()
     else:

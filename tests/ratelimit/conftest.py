@@ -2,39 +2,15 @@
 TEST_REDIS_URL, and Upstash's REST protocol served in front of that Redis
 (`tests.upstash_rest`). The shared ones are skipped when TEST_REDIS_URL is not set."""
 
-import os
-import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
 
 from conduit import kv
 from conduit.config import RedisSettings
-from tests.upstash_rest import serving
-
-
-@dataclass(frozen=True)
-class UpstashEndpoint:
-    url: str
-    token: str
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    url = os.environ.get("TEST_REDIS_URL")
-    if url is None:
-        pytest.skip("TEST_REDIS_URL is not set (CI sets it)")
-    return url
-
-
-@pytest.fixture(scope="session")
-def upstash_endpoint(redis_url: str) -> Iterator[UpstashEndpoint]:
-    token = secrets.token_urlsafe(16)
-    with serving(redis_url, token) as url:
-        yield UpstashEndpoint(url, token)
+from tests.upstash_rest import Endpoint
 
 
 def store_settings(
@@ -46,7 +22,7 @@ def store_settings(
     if kind == "redis":
         url = request.getfixturevalue("redis_url")
     elif kind == "upstash":
-        endpoint: UpstashEndpoint = request.getfixturevalue("upstash_endpoint")
+        endpoint: Endpoint = request.getfixturevalue("upstash_endpoint")
         rest_url, rest_token = endpoint.url, SecretStr(endpoint.token)
     return RedisSettings(
         url=url,

@@ -34,7 +34,7 @@ def _limiter(store: kv.Store, prefix: str, *policies: Policy) -> RateLimiter:
 async def _burst(limiter: RateLimiter, policy: Policy, identifier: str, n: int) -> list[Decision]:
     decisions = []
     for _ in range(n):
-        decision = await limiter.limit(policy, identifier)
+        decision, _ = await limiter.limit(policy, identifier)
         assert decision is not None
         decisions.append(decision)
     return decisions

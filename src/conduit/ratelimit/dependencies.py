@@ -8,6 +8,7 @@ decisions reach the client as IETF `RateLimit-Policy` and `RateLimit` headers on
 """
 
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Network, ip_address
 from typing import Annotated
@@ -15,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conduit import kv
 from conduit.auth.principal import SAFE_METHODS
 from conduit.errors import TooManyRequests
 from conduit.ratelimit.limiter import RateLimiter, SignInAttempts
@@ -47,29 +49,40 @@ def _limiter(request: Request) -> RateLimiter | None:
     return limiter
 
 
-async def _count(request: Request, limiter: RateLimiter, policy: Policy, identifier: str) -> None:
-    decision = await limiter.limit(policy, identifier)
+async def _count(
+    request: Request,
+    limiter: RateLimiter,
+    policy: Policy,
+    identifier: str,
+    alongside: Sequence[kv.Command] = (),
+) -> list[object] | None:
+    decision, replies = await limiter.limit(policy, identifier, alongside)
     if decision is None:
-        return
+        return replies
     decisions: list[Decision] = request.scope.setdefault("state", {}).setdefault(_DECISIONS, [])
     decisions.append(decision)
     if not decision.allowed:
         raise TooManyRequests(decision.retry_after(time.time()))
+    return replies
 
 
-async def limit_caller(request: Request, identity: str | None) -> None:
+async def limit_caller(
+    request: Request, identity: str | None, alongside: Sequence[kv.Command] = ()
+) -> list[object] | None:
     """Count the request against its caller: an authenticated `identity`'s reads or writes,
-    or, with none, the client's address."""
+    or, with none, the client's address. The `alongside` commands share the decision's round
+    trip when it is made in a shared store; their replies, or None when they were not sent."""
     limiter = _limiter(request)
     if limiter is None:
-        return
+        return None
     policies = limiter.policies
     if identity is None:
-        await _count(request, limiter, policies.anonymous, client_partition(request))
+        policy, identifier = policies.anonymous, client_partition(request)
     elif request.method in SAFE_METHODS:
-        await _count(request, limiter, policies.reads, identity)
+        policy, identifier = policies.reads, identity
     else:
-        await _count(request, limiter, policies.writes, identity)
+        policy, identifier = policies.writes, identity
+    return await _count(request, limiter, policy, identifier, alongside)
 
 
 async def limit_anonymous(request: Request) -> None:

@@ -1,18 +1,14 @@
 import time
-from typing import Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from conduit import kv
 from conduit.errors import TooManyRequests
 from conduit.ratelimit.memory import MemoryLimiter
 from conduit.ratelimit.policies import Decision, Policies, Policy
 
-
-class Limiter(Protocol):
-    async def limit(self, policy: Policy, identifier: str) -> Decision:
-        """Count one request of `identifier` and say whether it is allowed."""
-
-    async def peek(self, policy: Policy, identifier: str) -> Decision:
-        """Whether a request of `identifier` would be allowed, counting nothing."""
+if TYPE_CHECKING:
+    from conduit.ratelimit.shared import SharedLimiter
 
 
 class RateLimiter:
@@ -28,13 +24,11 @@ class RateLimiter:
         self.policies = policies
         self._outage = store.outage
         self._local = MemoryLimiter()
-        self._store: Limiter
-        if isinstance(store, kv.Memory):
-            self._store = self._local
-        else:
-            from conduit.ratelimit.shared import SharedLimiter
+        self._shared: SharedLimiter | None = None
+        if not isinstance(store, kv.Memory):
+            from conduit.ratelimit import shared
 
-            self._store = SharedLimiter(
+            self._shared = shared.SharedLimiter(
                 store,
                 (
                     policies.anonymous,
@@ -46,29 +40,41 @@ class RateLimiter:
                 prefix=f"{prefix}:ratelimit",
             )
 
-    async def limit(self, policy: Policy, identifier: str) -> Decision | None:
-        """Count a request; None when it could not be counted and is let through."""
-        return await self._decide(policy, identifier, count=True)
+    async def limit(
+        self, policy: Policy, identifier: str, alongside: Sequence[kv.Command] = ()
+    ) -> tuple[Decision | None, list[object] | None]:
+        """Count a request: the decision, None when it could not be counted and is let
+        through; and, in a shared store, the replies to `alongside`, sent in the same round
+        trip (None when they were not)."""
+        if self._shared is not None and self._outage.available():
+            try:
+                decision, replies = await self._shared.limit(policy, identifier, alongside)
+            except kv.Unavailable as error:
+                self._outage.failed(error)
+            else:
+                self._outage.recovered()
+                return decision, replies
+        return await self._locally(policy, identifier, count=True), None
 
     async def peek(self, policy: Policy, identifier: str) -> Decision | None:
-        return await self._decide(policy, identifier, count=False)
-
-    async def _decide(self, policy: Policy, identifier: str, *, count: bool) -> Decision | None:
-        if self._outage.available():
+        if self._shared is not None and self._outage.available():
             try:
-                decision = await _ask(self._store, policy, identifier, count=count)
+                decision = await self._shared.peek(policy, identifier)
             except kv.Unavailable as error:
                 self._outage.failed(error)
             else:
                 self._outage.recovered()
                 return decision
-        if policy.falls_back:
-            return await _ask(self._local, policy, identifier, count=count)
-        return None
+        return await self._locally(policy, identifier, count=False)
 
-
-async def _ask(limiter: Limiter, policy: Policy, identifier: str, *, count: bool) -> Decision:
-    return await (limiter.limit if count else limiter.peek)(policy, identifier)
+    async def _locally(self, policy: Policy, identifier: str, *, count: bool) -> Decision | None:
+        """In this process: every policy without a shared store; during an outage, the
+        policies that fall back."""
+        if self._shared is not None and not policy.falls_back:
+            return None
+        if count:
+            return await self._local.limit(policy, identifier)
+        return await self._local.peek(policy, identifier)
 
 
 class SignInAttempts:

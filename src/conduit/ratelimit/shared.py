@@ -1,38 +1,32 @@
 """upstash-ratelimit's three algorithms (fixed window, sliding window, token bucket) in a shared
-store. Each decision is one atomic server-side script, one round trip: the library's own
-scripts, sent by its own client to Upstash over REST, and by redis-py to Redis over TCP
-(`_RedisCommands`). Both lay out their keys as the library does, so processes on either path
-share one count.
+store. Each decision is one atomic server-side script, one round trip, and the keys are laid out
+as the library lays them out, so processes on Redis and on Upstash share one count.
+
+The library's algorithms are generators: each yields the one command it needs and takes its
+reply (`AbstractLimiter._limit`, `_get_remaining`, `_get_reset`; pinned `<1.3`, and every
+algorithm runs through `tests/ratelimit`). Conduit runs that command itself, so that a decision
+can share its round trip with the caller's other commands (a cached read's lookup,
+`conduit.cache`): over TCP as a redis-py pipeline, over REST as an Upstash `/pipeline`.
 
 Imported only when a shared store is configured: the clients cost a process ~16 MiB and a
 third of a second at start-up.
 """
 
-import asyncio
-import json
-from collections.abc import Iterable
-from typing import cast
+from collections.abc import Generator, Iterable, Sequence
+from hashlib import sha1
+from typing import Any
 
-import httpx
-import redis.asyncio
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
-from upstash_ratelimit.asyncio import FixedWindow, Ratelimit, SlidingWindow, TokenBucket
-from upstash_ratelimit.limiter import Limiter as UpstashLimiter
-from upstash_redis.asyncio import Redis as UpstashRedis
-from upstash_redis.errors import UpstashError
+from upstash_ratelimit.asyncio import FixedWindow, SlidingWindow, TokenBucket
+from upstash_ratelimit.limiter import AbstractLimiter
 
 from conduit import kv
 from conduit.config import Algorithm
 from conduit.ratelimit.policies import Decision, Policy
 
-# What a call to each store raises when the store, not the caller, is at fault.
-_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-# httpx's errors for the transport, JSONDecodeError for a body that is not Upstash's JSON.
-_UPSTASH_ERRORS = (UpstashError, httpx.HTTPError, json.JSONDecodeError, TimeoutError)
+_Steps = Generator[Any, Any, None]
 
 
-def _algorithm(policy: Policy) -> UpstashLimiter:
+def _algorithm(policy: Policy) -> AbstractLimiter:
     match policy.algorithm:
         case Algorithm.SLIDING_WINDOW:
             return SlidingWindow(max_requests=policy.quota, window=policy.window_ms, unit="ms")
@@ -47,41 +41,15 @@ def _algorithm(policy: Policy) -> UpstashLimiter:
             )
 
 
-class _RedisCommands:
-    """The commands upstash-ratelimit's limiters send to their client, over redis-py.
+class _Script:
+    """One of the library's scripts, as each store runs it: Redis by its hash (EVALSHA),
+    without its first line, `#!lua flags=allow-key-locking`, a hint to Upstash's engine that
+    Redis refuses; Upstash as the library sends it (EVAL)."""
 
-    Scripts run by their hash (EVALSHA), without their first line: `#!lua
-    flags=allow-key-locking` is a hint to Upstash's engine that Redis refuses.
-    """
-
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self._client = client
-        self._scripts: dict[str, AsyncScript] = {}
-
-    async def eval(self, script: str, keys: list[str], args: list[int | str]) -> object:
-        runnable = self._scripts.get(script)
-        if runnable is None:
-            body = script.partition("\n")[2] if script.startswith("#!") else script
-            runnable = self._scripts[script] = self._client.register_script(body)
-        try:
-            # Straight to EVALSHA: the script object's own call imports and type-checks on
-            # every call, a tenth of a decision's CPU.
-            return await self._client.evalsha(runnable.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # A Redis that restarted has forgotten it: the script object loads it and runs.
-            return await runnable(keys=keys, args=args)
-
-    async def get(self, key: str) -> bytes | str | None:
-        return await self._client.get(key)
-
-    async def mget(self, *keys: str) -> list[bytes | str | None]:
-        return await self._client.mget(keys)
-
-    async def hmget(self, key: str, *fields: str) -> list[bytes | str | None]:
-        return await self._client.hmget(key, list(fields))
-
-    async def hget(self, key: str, field: str) -> bytes | str | None:
-        return await self._client.hget(key, field)
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.body = source.partition("\n")[2] if source.startswith("#!") else source
+        self.sha = sha1(self.body.encode(), usedforsecurity=False).hexdigest()
 
 
 class SharedLimiter:
@@ -89,36 +57,57 @@ class SharedLimiter:
     is slower than its timeout raises `kv.Unavailable`."""
 
     def __init__(self, store: kv.Redis | kv.Upstash, policies: Iterable[Policy], prefix: str):
-        if isinstance(store, kv.Redis):
-            # upstash-ratelimit types its client as Upstash's, and calls only the five
-            # commands `_RedisCommands` has (tests/ratelimit run every algorithm through it).
-            client = cast("UpstashRedis", _RedisCommands(store.client))
-            self._errors: tuple[type[Exception], ...] = _REDIS_ERRORS
-        else:
-            client = store.client
-            self._errors = _UPSTASH_ERRORS
-        self._timeout = store.timeout_seconds
-        self._limits = {
-            policy.name: Ratelimit(
-                client, _algorithm(policy), prefix=f"{prefix}:{policy.name}:{policy.algorithm}"
-            )
-            for policy in policies
+        self._store = store
+        self._algorithms = {policy.name: _algorithm(policy) for policy in policies}
+        # The library's `Ratelimit(prefix=...)` keys, `<prefix>:<identifier>`.
+        self._prefixes = {
+            policy.name: f"{prefix}:{policy.name}:{policy.algorithm}" for policy in policies
         }
+        self._scripts: dict[str, _Script] = {}
 
-    async def limit(self, policy: Policy, identifier: str) -> Decision:
-        try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._limits[policy.name].limit(identifier)
-        except self._errors as error:
-            raise kv.Unavailable(policy.name) from error
-        return Decision(policy, response.allowed, response.remaining, response.reset)
+    async def limit(
+        self, policy: Policy, identifier: str, alongside: Sequence[kv.Command] = ()
+    ) -> tuple[Decision, list[object]]:
+        """Count one request and decide; the `alongside` commands go in the same round trip,
+        and their replies come back with the decision."""
+        key = f"{self._prefixes[policy.name]}:{identifier}"
+        response, replies = await self._step(self._algorithms[policy.name]._limit(key), alongside)
+        return Decision(policy, response.allowed, response.remaining, response.reset), replies
 
     async def peek(self, policy: Policy, identifier: str) -> Decision:
-        ratelimit = self._limits[policy.name]
-        try:
-            async with asyncio.timeout(self._timeout):
-                remaining = await ratelimit.get_remaining(identifier)
-                reset_at = await ratelimit.get_reset(identifier)
-        except self._errors as error:
-            raise kv.Unavailable(policy.name) from error
+        algorithm = self._algorithms[policy.name]
+        key = f"{self._prefixes[policy.name]}:{identifier}"
+        remaining, _ = await self._step(algorithm._get_remaining(key))
+        reset_at, _ = await self._step(algorithm._get_reset(key))
         return Decision(policy, remaining > 0, remaining, reset_at)
+
+    async def _step(
+        self, steps: _Steps, alongside: Sequence[kv.Command] = ()
+    ) -> tuple[Any, list[object]]:
+        """Run the command an algorithm asks for (if any) and give it the reply."""
+        name, arguments = next(steps)
+        if not name:
+            return next(steps), []
+        if name != "eval":
+            replies = await self._store.run([(name.upper(), *arguments), *alongside])
+            return steps.send(replies[0]), replies[1:]
+        source, keys, values = arguments
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = _Script(source)
+        replies = await self._evaluate(script, [len(keys), *keys, *values], alongside)
+        return steps.send(replies[0]), replies[1:]
+
+    async def _evaluate(
+        self, script: _Script, arguments: list[Any], alongside: Sequence[kv.Command]
+    ) -> list[object]:
+        if isinstance(self._store, kv.Upstash):
+            return await self._store.run([("EVAL", script.source, *arguments), *alongside])
+        try:
+            return await self._store.run([("EVALSHA", script.sha, *arguments), *alongside])
+        except kv.ScriptMissing:
+            # A Redis that restarted has forgotten it: loaded and run in the same round trip.
+            replies = await self._store.run(
+                [("SCRIPT", "LOAD", script.body), ("EVALSHA", script.sha, *arguments), *alongside]
+            )
+            return replies[1:]
