@@ -3,8 +3,9 @@ rolled back at the end.
 
 The database is PostgreSQL when TEST_DATABASE_URL is set (a fresh database is created on that
 server and dropped afterwards) and SQLite in a temporary directory otherwise. Shared state (rate
-limits) lives in the Redis at TEST_REDIS_URL when it is set, under a key prefix of this run's
-own, and in process memory otherwise; each test starts with limits of its own.
+limits, the cache) lives in the Redis at TEST_REDIS_URL when it is set, under a key prefix of
+this run's own, and in process memory otherwise; each test starts with limits and a cache of its
+own.
 """
 
 import os
@@ -20,7 +21,7 @@ from pydantic import SecretStr
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
-from conduit import migrations
+from conduit import cache, migrations
 from conduit.articles.models import ArticleTotal
 from conduit.config import AuthSettings, DatabaseSettings, RedisSettings, Settings
 from conduit.database import Base, Database, create_engine, transaction
@@ -112,22 +113,28 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]
 
 
 @pytest.fixture(autouse=True)
-def fresh_rate_limits(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Limits that start from zero for the test, in the app's store under keys of its own; a
-    test that does not start the app is left alone."""
+def fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Rate limits that start from zero and a cache of the test's own, in the app's store under
+    keys of their own: no test is limited by another's requests or served entries built from
+    another's rolled-back writes. A test that does not start the app is left alone."""
     if "app" not in request.fixturenames:
         yield
         return
     app: FastAPI = request.getfixturevalue("app")
     settings: Settings = request.getfixturevalue("settings")
-    limiter = app.state.rate_limiter
+    prefix = f"{settings.redis.key_prefix}:{uuid.uuid4().hex[:12]}"
+    limiter, read_cache = app.state.rate_limiter, app.state.cache
     app.state.rate_limiter = RateLimiter(
-        Policies.from_settings(settings.rate_limit),
+        Policies.from_settings(settings.rate_limit), app.state.store, prefix=prefix
+    )
+    app.state.cache = cache.create(
+        settings.cache,
         app.state.store,
-        prefix=f"{settings.redis.key_prefix}:{uuid.uuid4().hex[:12]}",
+        prefix=prefix,
+        dialect=app.state.database.engine.dialect,
     )
     yield
-    app.state.rate_limiter = limiter
+    app.state.rate_limiter, app.state.cache = limiter, read_cache
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 `seed` fills an empty database with realistic data."""
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime
 from typing import Annotated
@@ -34,7 +35,16 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
     """Run the API with uvicorn (uvloop and httptools)."""
-    _load_settings()
+    settings = _load_settings()
+    shared_store = settings.redis.url is not None or settings.redis.rest_url is not None
+    if workers > 1 and settings.cache.enabled and not shared_store:
+        # Each worker would invalidate only its own memory and serve the others' stale entries.
+        typer.echo(
+            "The read cache is off: with more than one worker it needs a shared store "
+            "(REDIS_URL or UPSTASH_REDIS_REST_URL).",
+            err=True,
+        )
+        os.environ["CONDUIT_CACHE_ENABLED"] = "false"
     uvicorn.run(
         "conduit.main:create_app",
         factory=True,

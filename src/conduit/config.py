@@ -223,6 +223,18 @@ class RateLimitSettings(BaseSettings):
         return values
 
 
+class CacheSettings(BaseSettings):
+    """The read cache, in the store `RedisSettings` names (docs/caching.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONDUIT_CACHE_", extra="ignore")
+
+    enabled: bool = True
+    # How long an entry may live; invalidation makes it unreachable before then.
+    ttl_seconds: int = Field(default=300, ge=1, le=86_400)
+    # Entries kept by a process with no shared store (the embedded default).
+    max_entries: int = Field(default=10_000, ge=100, le=1_000_000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONDUIT_", extra="ignore")
 
@@ -232,6 +244,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def refuse_default_secret_in_production(self) -> "Settings":

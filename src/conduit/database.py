@@ -9,7 +9,8 @@ more than the statements themselves (docs/benchmarks.md).
 """
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,8 @@ NAMING_CONVENTION = {
 }
 
 T = TypeVar("T")
+# A read of a document is a read of its text (the cache fingerprints any read).
+T_co = TypeVar("T_co", covariant=True)
 
 
 class Base(DeclarativeBase):
@@ -91,19 +94,24 @@ class CompiledRead:
     # Per position: the value bound in the statement itself, or _BY_NAME.
     fixed: tuple[object, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    # Changes with the SQL, so with the shape of the document it builds: cached copies of its
+    # documents are kept under it (`conduit.cache`).
+    fingerprint: str
 
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect) -> "CompiledRead":
         compiled = statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
         binds = [compiled.binds[name] for name in names]
+        sql = str(compiled)
         return cls(
-            sql=str(compiled),
+            sql=sql,
             names=names,
             fixed=tuple(_BY_NAME if bind.required else bind.effective_value for bind in binds),
             processors=tuple(
                 bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds
             ),
+            fingerprint=hashlib.blake2b(sql.encode(), digest_size=6).hexdigest(),
         )
 
     def arguments(self, params: Mapping[str, object]) -> list[object]:
@@ -117,7 +125,7 @@ class CompiledRead:
         ]
 
 
-class Read(Generic[T]):
+class Read(Generic[T_co]):
     """A read statement returning one value of type `T` (usually a JSON document), built by
     `build` and compiled once per dialect, and run by a `Reader`.
 
@@ -376,6 +384,24 @@ async def connect(settings: DatabaseSettings) -> AsyncIterator[Database]:
 # The unit of work --------------------------------------------------------------------------
 
 
+AfterCommit = Callable[[], Awaitable[None]]
+_AFTER_COMMIT = "conduit.after_commit"
+
+
+def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run `hook` once the session's unit of work has committed, before its response is sent;
+    never if it rolls back. How work for later (cache invalidation) leaves the process only
+    with the writes it follows from."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
+
+async def _commit(session: AsyncSession) -> None:
+    await session.commit()
+    hooks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+    for hook in hooks:
+        await hook()
+
+
 @contextlib.asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One unit of work: committed when the block ends, rolled back if anything raised (except
@@ -385,9 +411,9 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
             yield session
         except AppError as error:
             if error.keeps_changes:
-                await session.commit()
+                await _commit(session)
             raise
-        await session.commit()
+        await _commit(session)
 
 
 def database_of(request: Request) -> Database:
@@ -395,10 +421,16 @@ def database_of(request: Request) -> Database:
     return database
 
 
+# Where a unit of work's session keeps the process's read cache, which invalidates what the
+# services say they changed (`conduit.cache.changed`) once the unit of work commits.
+CACHE = "conduit.cache"
+
+
 async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed when the endpoint returns, before the response is
     sent, and rolled back if anything raised."""
     async with transaction(database_of(request).sessions) as session:
+        session.info[CACHE] = request.app.state.cache
         yield session
 
 

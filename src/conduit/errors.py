@@ -1,7 +1,7 @@
 """The API's error shape, `{"errors": {"<field>": ["<message>"]}}`, and its handlers."""
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -199,6 +199,11 @@ def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, list[str
     return rendered
 
 
+# Where a request keeps the count of a caller let in but left for the route to count
+# (`conduit.auth.dependencies.Caller`): a request that fails validation before its route runs
+# is counted by the handler.
+UNCOUNTED = "uncounted_caller"
+
 _HTTP_MESSAGES = {
     status.HTTP_404_NOT_FOUND: "not found",
     status.HTTP_405_METHOD_NOT_ALLOWED: "method not allowed",
@@ -220,7 +225,17 @@ def register_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def handle_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def handle_validation_error(
+        request: Request, exc: RequestValidationError
+    ) -> JSONResponse:
+        count: Callable[[], Awaitable[object]] | None = request.scope.get("state", {}).pop(
+            UNCOUNTED, None
+        )
+        if count is not None:
+            try:
+                await count()
+            except TooManyRequests as refused:
+                return await handle_app_error(request, refused)
         return error_response(
             status.HTTP_422_UNPROCESSABLE_CONTENT, validation_errors(exc.errors())
         )

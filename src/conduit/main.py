@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import database, kv
+from conduit import cache, database, kv
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.dependencies import document_security
@@ -57,15 +57,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with (
             database.connect(settings.database) as db,
             kv.connect(settings.redis) as store,
+            cache.connect(
+                settings.cache, store, prefix=settings.redis.key_prefix, dialect=db.engine.dialect
+            ) as read_cache,
         ):
             if isinstance(store, kv.Memory) and settings.env is Environment.PRODUCTION:
                 logger.warning(
                     "no_shared_store",
-                    extra={"detail": "rate limits count per process; set REDIS_URL"},
+                    extra={"detail": "rate limits and the cache are this process's; set REDIS_URL"},
                 )
             app.state.settings = settings
             app.state.database = db
             app.state.store = store
+            app.state.cache = read_cache
             app.state.password_hasher = PasswordHasher(settings.auth.hash_concurrency)
             app.state.rate_limiter = (
                 RateLimiter(
@@ -100,8 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.http.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
-            expose_headers=["RateLimit", "RateLimit-Policy", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-API-Key"],
+            expose_headers=["ETag", "RateLimit", "RateLimit-Policy", "Retry-After"],
         )
     if settings.http.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.http.trusted_proxies)

@@ -14,6 +14,8 @@ SQLAlchemy constructs for its own functions rather than home-made `@compiles` cl
 - `boolean(condition)`: the boolean on PostgreSQL; on SQLite, whose booleans are 0 and 1,
   `json('true')` or `json('false')`.
 - `timestamp(column)`: `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, with `to_char` or `strftime`.
+- `elements(array)`: the strings of a JSON array parameter as rows of `value`: PostgreSQL
+  `json_array_elements_text`, SQLite `json_each`.
 
 SQLite before 3.44 has no `ORDER BY` inside an aggregate, and the order in which a plain
 aggregate sees the rows of an ordered subquery is not documented; a window's `ORDER BY` is what
@@ -24,10 +26,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    JSON,
+    BindParameter,
     Case,
     ColumnElement,
     FromClause,
     ScalarSelect,
+    Select,
     SQLColumnExpression,
     Text,
     case,
@@ -63,6 +68,8 @@ class JSONFunctions(Protocol):
 
     def timestamp(self, column: Expression) -> ColumnElement[str]: ...
 
+    def elements(self, array: BindParameter[str]) -> Select[tuple[str]]: ...
+
 
 class PostgreSQLJSON:
     def object(self, **fields: Expression) -> ColumnElement[str]:
@@ -88,6 +95,10 @@ class PostgreSQLJSON:
         utc = column.op("AT TIME ZONE")(literal_column("'UTC'"))
         return func.to_char(utc, literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"""), type_=Text)
 
+    def elements(self, array: BindParameter[str]) -> Select[tuple[str]]:
+        rows = func.json_array_elements_text(cast(array, JSON)).table_valued("value")
+        return select(rows.c.value)
+
 
 class SQLiteJSON:
     def object(self, **fields: Expression) -> ColumnElement[str]:
@@ -111,6 +122,10 @@ class SQLiteJSON:
 
     def timestamp(self, column: Expression) -> ColumnElement[str]:
         return func.strftime(literal_column("'%Y-%m-%dT%H:%M:%fZ'"), column, type_=Text)
+
+    def elements(self, array: BindParameter[str]) -> Select[tuple[str]]:
+        rows = func.json_each(array).table_valued("value")
+        return select(rows.c.value)
 
 
 def functions_for(dialect_name: str) -> JSONFunctions:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,8 @@ import httpx
 import pytest
 
 from tests.databases import create_postgres_database, drop_postgres_database
+from tests.redis_keys import delete_keys
+from tests.upstash_rest import serving as serving_upstash
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE_DIR = REPO_ROOT / "conformance"
@@ -219,15 +222,44 @@ def database_env(workdir: Path) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def serving(env: dict[str, str], workdir: Path, name: str = "server") -> Iterator[ConduitServer]:
+def shared_store_env(kind: str) -> Iterator[dict[str, str]]:
+    """The environment of servers sharing the Redis at TEST_REDIS_URL (the test is skipped when
+    it is not set), over TCP (`kind` "redis") or through the Upstash REST emulator ("upstash"),
+    under a key prefix of their own that is emptied afterwards."""
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if redis_url is None:
+        pytest.skip("TEST_REDIS_URL is not set (CI sets it)")
+    prefix = f"conduit-e2e-{uuid.uuid4().hex[:12]}"
+    try:
+        if kind == "redis":
+            yield {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix}
+            return
+        token = secrets.token_urlsafe(16)
+        with serving_upstash(redis_url, token) as url:
+            # The emulator shares this process with the test's client: more time than Upstash.
+            yield {
+                "UPSTASH_REDIS_REST_URL": url,
+                "UPSTASH_REDIS_REST_TOKEN": token,
+                "CONDUIT_REDIS_TIMEOUT_SECONDS": "2",
+                "CONDUIT_REDIS_KEY_PREFIX": prefix,
+            }
+    finally:
+        asyncio.run(delete_keys(redis_url, f"{prefix}:*"))
+
+
+@contextmanager
+def serving(
+    env: dict[str, str], workdir: Path, name: str = "server", *, workers: int = 1
+) -> Iterator[ConduitServer]:
     """A real ``python -m conduit serve`` process on a free loopback port, ready to serve; its
     log is `workdir / <name>.log`."""
     port = _free_port()
     log_path = workdir / f"{name}.log"
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with ExitStack() as stack:
         log = stack.enter_context(log_path.open("wb"))
         process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "conduit", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "conduit", *serve],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

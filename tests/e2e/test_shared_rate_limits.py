@@ -2,8 +2,6 @@
 client, spread over both, are accepted up to the quota in all, not per process."""
 
 import asyncio
-import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ConduitServer, database_env, serving
-from tests.upstash_rest import serving as serving_upstash
+from tests.e2e.conftest import ConduitServer, database_env, serving, shared_store_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -24,22 +21,8 @@ CLIENT = "198.51.100.7"
 
 @pytest.fixture(params=["redis", "upstash"])
 def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    redis_url = os.environ.get("TEST_REDIS_URL")
-    if redis_url is None:
-        pytest.skip("TEST_REDIS_URL is not set (CI sets it)")
-    prefix = {"CONDUIT_REDIS_KEY_PREFIX": f"conduit-e2e-{secrets.token_hex(6)}"}
-    if request.param == "redis":
-        yield {"REDIS_URL": redis_url, **prefix}
-        return
-    token = secrets.token_urlsafe(16)
-    with serving_upstash(redis_url, token) as url:
-        # The emulator shares this process with the test's client: more time than Upstash.
-        yield {
-            "UPSTASH_REDIS_REST_URL": url,
-            "UPSTASH_REDIS_REST_TOKEN": token,
-            "CONDUIT_REDIS_TIMEOUT_SECONDS": "2",
-            **prefix,
-        }
+    with shared_store_env(request.param) as env:
+        yield env
 
 
 @pytest.fixture

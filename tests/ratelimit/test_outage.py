@@ -5,15 +5,11 @@ resumes when it is back. The store is a Redis server the test starts and stops i
 import asyncio
 import logging
 import secrets
-import shutil
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-import redis
 from fastapi import FastAPI
 from httpx import AsyncClient
 from pydantic import SecretStr
@@ -22,63 +18,16 @@ from conduit import kv
 from conduit.config import Rate, RateLimitSettings, RedisSettings
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
-from tests.upstash_rest import free_port, serving
+from tests.own_redis import OwnRedis, running
+from tests.upstash_rest import serving
 
 pytestmark = pytest.mark.anyio
 
 
-class OwnRedis:
-    """A redis-server of the test's own, on a port of its own, keeping nothing on disk."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._argv = [
-            binary,
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "no", "--dir", str(directory)),
-        ]
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(  # noqa: S603
-            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = redis.Redis.from_url(self.url, socket_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
-
-    def stored_keys(self) -> list[bytes]:
-        client = redis.Redis.from_url(self.url)
-        try:
-            return list(client.scan_iter(count=1000))
-        finally:
-            client.close()
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    server = OwnRedis(binary, tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with running(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture(params=["redis", "upstash"])

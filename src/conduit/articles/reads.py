@@ -1,9 +1,10 @@
 """Articles as the API shows them, rendered by the database: one statement per read, returning
 the finished JSON document."""
 
-from functools import cache
-from typing import NewType
+from functools import cache, partial
+from typing import Any, NewType
 
+import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -19,6 +20,8 @@ from sqlalchemy import (
 
 from conduit.articles.models import Article, ArticleTotal, Favorite
 from conduit.auth import User
+from conduit.cache import CachedRead, Document, Entry, document_of
+from conduit.cache import versions as cached
 from conduit.database import Read, Reader, aggregate
 from conduit.errors import NotFound
 from conduit.profiles import reads as profiles_reads
@@ -37,6 +40,8 @@ _AUTHOR: BindParameter[str] = bindparam("author", type_=String)
 _FAVORITED_BY: BindParameter[str] = bindparam("favorited_by", type_=String)
 _LIMIT: BindParameter[int] = bindparam("limit", type_=Integer)
 _OFFSET: BindParameter[int] = bindparam("offset", type_=Integer)
+# A JSON array of slugs.
+_SLUGS: BindParameter[str] = bindparam("slugs", type_=String)
 
 
 def id_of(slug: str | BindParameter[str]) -> Select[int]:
@@ -176,3 +181,108 @@ async def get(db: Reader, *, slug: str, viewer_id: int | None) -> ArticleDocumen
     if document is None:
         raise NotFound("article")
     return document
+
+
+# The cache: documents as an anonymous viewer sees them, and a signed-in viewer's flags. ----
+
+
+def cached_page(
+    db: Reader,
+    *,
+    tag: str | None,
+    author: str | None,
+    favorited_by: str | None,
+    limit: int,
+    offset: int,
+) -> CachedRead:
+    """A page of `page`, shared by every viewer; a signed-in viewer's flags set on a copy."""
+
+    async def build(viewer_id: int | None) -> str:
+        return await page(
+            db,
+            viewer_id=viewer_id,
+            tag=tag,
+            author=author,
+            favorited_by=favorited_by,
+            limit=limit,
+            offset=offset,
+        )
+
+    read = _page_read(
+        signed_in=False,
+        feed=False,
+        tag=tag is not None,
+        author=author is not None,
+        favorited_by=favorited_by is not None,
+    )
+    filters = orjson.dumps([tag, author, favorited_by, limit, offset]).decode()
+    entry = Entry(read, f"articles:{filters}", (cached.ARTICLES, cached.PROFILES))
+    return CachedRead(entry, build, partial(_page_for_viewer, db))
+
+
+def cached_feed(db: Reader, *, viewer_id: int, limit: int, offset: int) -> CachedRead:
+    """The viewer's own feed, flags and all."""
+
+    async def build(_: int | None) -> str:
+        return await feed(db, viewer_id=viewer_id, limit=limit, offset=offset)
+
+    read = _page_read(signed_in=True, feed=True, tag=False, author=False, favorited_by=False)
+    names = (cached.ARTICLES, cached.PROFILES, cached.follows(viewer_id))
+    return CachedRead(Entry(read, f"feed:{viewer_id}:{limit}:{offset}", names), build)
+
+
+def cached_article(db: Reader, *, slug: str) -> CachedRead:
+    async def build(viewer_id: int | None) -> str:
+        return await get(db, slug=slug, viewer_id=viewer_id)
+
+    names = (cached.article(slug), cached.PROFILES)
+    entry = Entry(_article_read(signed_in=False), f"article:{slug}", names)
+    return CachedRead(entry, build, partial(_article_for_viewer, db))
+
+
+def _flags(j: JSONFunctions) -> Select[str]:
+    rows = (
+        select(Article.slug)
+        .join(Favorite, Favorite.article_id == Article.id)
+        .where(Favorite.user_id == VIEWER_ID, Article.slug.in_(j.elements(_SLUGS)))
+        .subquery()
+    )
+    favorited = j.array(rows.c.slug, from_=rows, order_by=[rows.c.slug])
+    following = profiles_reads.followed_among(j, profiles_reads.USERNAMES)
+    return select(as_text(j.object(favorited=favorited, following=following)))
+
+
+_FLAGS: Read[str] = Read(_flags)
+
+
+async def _set_flags(db: Reader, articles: list[dict[str, Any]], viewer_id: int) -> None:
+    """`favorited` and `author.following` as the viewer sees them, in one statement."""
+    if not articles:
+        return
+    slugs = [article["slug"] for article in articles]
+    usernames = list({article["author"]["username"] for article in articles})
+    flags = orjson.loads(
+        await aggregate(
+            db,
+            _FLAGS,
+            viewer_id=viewer_id,
+            slugs=orjson.dumps(slugs).decode(),
+            usernames=orjson.dumps(usernames).decode(),
+        )
+    )
+    favorited, following = set(flags["favorited"]), set(flags["following"])
+    for article in articles:
+        article["favorited"] = article["slug"] in favorited
+        article["author"]["following"] = article["author"]["username"] in following
+
+
+async def _page_for_viewer(db: Reader, document: Document, viewer_id: int) -> Document:
+    page = orjson.loads(document.body)
+    await _set_flags(db, page["articles"], viewer_id)
+    return document_of(orjson.dumps(page))
+
+
+async def _article_for_viewer(db: Reader, document: Document, viewer_id: int) -> Document:
+    article = orjson.loads(document.body)
+    await _set_flags(db, [article["article"]], viewer_id)
+    return document_of(orjson.dumps(article))

@@ -10,7 +10,8 @@ from conduit.articles.schemas import (
     NewArticleRequest,
     UpdateArticleRequest,
 )
-from conduit.auth.dependencies import CurrentUser, OptionalUser
+from conduit.auth.dependencies import CallerSignedIn, CurrentUser, OptionalCaller
+from conduit.cache import NOT_MODIFIED, Cached
 from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.schemas import JSONText
@@ -23,13 +24,16 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Articles to skip.
 Filter = Annotated[str | None, Query(max_length=255)]
 
 _CHANGE = responses(401, 403, 404, 422)
+_READ = responses(401, 403, 422) | NOT_MODIFIED
+_READ_ONE = responses(401, 403, 404, 422) | NOT_MODIFIED
 
 
-@router.get("", response_model=MultipleArticlesResponse, responses=responses(401, 403, 422))
+@router.get("", response_model=MultipleArticlesResponse, responses=_READ)
 async def list_articles(
     *,
     db: ReadSession,
-    viewer: OptionalUser,
+    caller: OptionalCaller,
+    cache: Cached,
     tag: Filter = None,
     author: Filter = None,
     favorited: Filter = None,
@@ -38,29 +42,31 @@ async def list_articles(
 ) -> Response:
     """Most recent articles first, optionally filtered by tag, author or the username of a user
     who favorited them. `articlesCount` is the total before paging. Items carry no `body`."""
-    page = await reads.page(
-        db,
-        viewer_id=viewer.id if viewer else None,
-        tag=tag,
-        author=author,
-        favorited_by=favorited,
-        limit=limit,
-        offset=offset,
+    read = reads.cached_page(
+        db, tag=tag, author=author, favorited_by=favorited, limit=limit, offset=offset
     )
-    return JSONText(page)
+    return await cache.respond(caller, read)
 
 
-@router.get("/feed", response_model=MultipleArticlesResponse, responses=responses(401, 403, 422))
+@router.get("/feed", response_model=MultipleArticlesResponse, responses=_READ)
 async def feed(
-    db: ReadSession, viewer: CurrentUser, limit: Limit = 20, offset: Offset = 0
+    db: ReadSession,
+    caller: CallerSignedIn,
+    cache: Cached,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> Response:
     """Most recent articles by the users you follow."""
-    return JSONText(await reads.feed(db, viewer_id=viewer.id, limit=limit, offset=offset))
+    viewer_id = caller.principal.user.id
+    read = reads.cached_feed(db, viewer_id=viewer_id, limit=limit, offset=offset)
+    return await cache.respond(caller, read)
 
 
-@router.get("/{slug}", response_model=ArticleResponse, responses=responses(401, 403, 404, 422))
-async def get_article(slug: str, db: ReadSession, viewer: OptionalUser) -> Response:
-    return JSONText(await reads.get(db, slug=slug, viewer_id=viewer.id if viewer else None))
+@router.get("/{slug}", response_model=ArticleResponse, responses=_READ_ONE)
+async def get_article(
+    slug: str, db: ReadSession, caller: OptionalCaller, cache: Cached
+) -> Response:
+    return await cache.respond(caller, reads.cached_article(db, slug=slug))
 
 
 @router.post(

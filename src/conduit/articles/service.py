@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conduit.articles.models import Article, Favorite
 from conduit.articles.schemas import NewArticle, UpdateArticle
 from conduit.auth.principal import Account
+from conduit.cache import versions as cached
 from conduit.database import insert, utcnow
 from conduit.errors import Conflict, Forbidden
 from conduit.tags import service as tags_service
@@ -50,6 +51,7 @@ async def create(session: AsyncSession, *, author: Account, new: NewArticle) -> 
         )
         if article_id is not None:
             await tags_service.set_article_tags(session, article_id=article_id, names=new.tag_list)
+            cached.changed(session, cached.ARTICLES, cached.TAGS, cached.article(slug))
             return slug
     raise Conflict("slug")
 
@@ -69,11 +71,20 @@ async def update_article(
     )
     if changes.tag_list is not None:
         await tags_service.set_article_tags(session, article_id=article.id, names=changes.tag_list)
+        cached.changed(session, cached.TAGS)
+    cached.changed(session, cached.ARTICLES, cached.article(article.slug))
 
 
 async def delete_article(session: AsyncSession, *, article: Article, user: Account) -> None:
     _ensure_author(article, user)
     await session.execute(delete(Article).where(Article.id == article.id))
+    cached.changed(
+        session,
+        cached.ARTICLES,
+        cached.TAGS,
+        cached.article(article.slug),
+        cached.comments(article.slug),
+    )
 
 
 async def favorite(session: AsyncSession, *, article: Article, user: Account) -> None:
@@ -82,9 +93,11 @@ async def favorite(session: AsyncSession, *, article: Article, user: Account) ->
         .values(user_id=user.id, article_id=article.id)
         .on_conflict_do_nothing()
     )
+    cached.changed(session, cached.ARTICLES, cached.article(article.slug))
 
 
 async def unfavorite(session: AsyncSession, *, article: Article, user: Account) -> None:
     await session.execute(
         delete(Favorite).where(Favorite.user_id == user.id, Favorite.article_id == article.id)
     )
+    cached.changed(session, cached.ARTICLES, cached.article(article.slug))

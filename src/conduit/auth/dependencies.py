@@ -2,7 +2,8 @@
 `X-API-Key`. The three schemes are described here and declared in OpenAPI on every route that
 authenticates (`document_security`), so that /docs offers each of them."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
+from conduit import kv
 from conduit.api_keys import service as api_keys_service
 from conduit.auth import reads
 from conduit.auth.passwords import PasswordHasher
@@ -17,7 +19,7 @@ from conduit.auth.principal import ALL_SCOPES, SAFE_METHODS, Account, Principal,
 from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
 from conduit.database import Reader, ReadSession, database_of, transaction, utcnow
-from conduit.errors import Forbidden, Unauthorized
+from conduit.errors import UNCOUNTED, Forbidden, Unauthorized
 from conduit.ratelimit.dependencies import limit_caller
 
 _realworld_scheme = APIKeyHeader(
@@ -109,29 +111,62 @@ async def _identify(request: Request, db: Reader) -> Principal | None:
     return None
 
 
-async def _principal(request: Request, db: Reader) -> Principal | None:
+async def _principal(request: Request, db: Reader, *, count: bool = True) -> Principal | None:
     """The caller, counted against its rate limit; its credentials must carry the scope the
     method needs (`read` for GET, `write` for everything else). A request whose credentials
-    are refused counts against its address, as an anonymous one: guessing is not free."""
+    are refused counts against its address, as an anonymous one: guessing is not free. With
+    `count` false, a caller who is let in is left for the route to count (`Caller`)."""
     try:
         principal = await _identify(request, db)
     except Unauthorized:
         await limit_caller(request, None)
         raise
-    await limit_caller(request, principal.rate_limit_key if principal is not None else None)
+    identity = principal.rate_limit_key if principal is not None else None
+    if count:
+        await limit_caller(request, identity)
     if principal is None:
         return None
     needed = Scope.READ if request.method in SAFE_METHODS else Scope.WRITE
     if needed not in principal.scopes:
+        if not count:
+            await limit_caller(request, identity)
         raise Forbidden("api_key", f"lacks the {needed} scope")
     return principal
 
 
-async def _current_principal(request: Request, db: Reader) -> Principal:
-    principal = await _principal(request, db)
+async def _current_principal(request: Request, db: Reader, *, count: bool = True) -> Principal:
+    principal = await _principal(request, db, count=count)
     if principal is None:
+        if not count:
+            await limit_caller(request, None)
         raise Unauthorized("token", "is missing")
     return principal
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A caller let in but not yet counted against its rate limit: a cached read counts it in
+    the round trip of its cache lookup (`conduit.cache`)."""
+
+    request: Request
+    principal: Principal | None
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self.principal.user.id if self.principal is not None else None
+
+    def __post_init__(self) -> None:
+        self.request.scope.setdefault("state", {})[UNCOUNTED] = self.count
+
+    async def count(self, alongside: Sequence[kv.Command] = ()) -> list[object] | None:
+        self.request.scope["state"].pop(UNCOUNTED, None)
+        identity = self.principal.rate_limit_key if self.principal is not None else None
+        return await limit_caller(self.request, identity, alongside)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedInCaller(Caller):
+    principal: Principal
 
 
 # The dependencies: each route asks for one of them, so a request solves one.
@@ -158,7 +193,27 @@ async def optional_user(request: Request, db: ReadSession) -> Account | None:
     return principal.user if principal is not None else None
 
 
-_AUTHENTICATING = {current_principal, signed_in, current_user, optional_user}
+async def optional_caller(request: Request, db: ReadSession) -> Caller:
+    return Caller(request, await _principal(request, db, count=False))
+
+
+async def signed_in_caller(request: Request, db: ReadSession) -> SignedInCaller:
+    return SignedInCaller(request, await _current_principal(request, db, count=False))
+
+
+async def anonymous_caller(request: Request) -> Caller:
+    """For routes that do not authenticate: counted by the client's address."""
+    return Caller(request, None)
+
+
+_AUTHENTICATING = {
+    current_principal,
+    signed_in,
+    current_user,
+    optional_user,
+    optional_caller,
+    signed_in_caller,
+}
 
 
 def _authenticates(dependant: Dependant) -> bool:
@@ -204,3 +259,6 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 SignedInUser = Annotated[SignedIn, Depends(signed_in)]
 CurrentUser = Annotated[Account, Depends(current_user)]
 OptionalUser = Annotated[Account | None, Depends(optional_user)]
+OptionalCaller = Annotated[Caller, Depends(optional_caller)]
+CallerSignedIn = Annotated[SignedInCaller, Depends(signed_in_caller)]
+AnonymousCaller = Annotated[Caller, Depends(anonymous_caller)]

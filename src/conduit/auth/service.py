@@ -7,6 +7,7 @@ from conduit.auth.models import User
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.principal import Principal
 from conduit.auth.schemas import NewUser, UpdateUser
+from conduit.cache import versions as cached
 from conduit.errors import Conflict, Forbidden
 from conduit.ratelimit.limiter import SignInAttempts
 
@@ -105,4 +106,6 @@ async def update(
     if "image" in fields:
         user.image = changes.image
     await _flush_unique(session, user, exclude_id=user.id)
+    if fields & {"username", "bio", "image"}:
+        cached.changed(session, cached.PROFILES)
     return user

@@ -1,8 +1,9 @@
 """Comments as the API shows them, rendered by the database."""
 
-from functools import cache
+from functools import cache, partial
 from typing import NewType
 
+import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -16,6 +17,8 @@ from sqlalchemy import (
 
 from conduit.articles import reads as articles_reads
 from conduit.auth import User
+from conduit.cache import CachedRead, Document, Entry, document_of
+from conduit.cache import versions as cached_versions
 from conduit.comments.models import Comment
 from conduit.database import Read, Reader
 from conduit.errors import NotFound
@@ -89,3 +92,27 @@ async def get(db: Reader, *, comment_id: int, viewer_id: int) -> CommentDocument
     if document is None:
         raise NotFound("comment")
     return document
+
+
+def cached(db: Reader, *, slug: str) -> CachedRead:
+    """An article's comments, shared by every viewer; a signed-in viewer's flags set on a
+    copy."""
+
+    async def build(viewer_id: int | None) -> str:
+        return await list_for_article(db, slug=slug, viewer_id=viewer_id)
+
+    names = (cached_versions.comments(slug), cached_versions.PROFILES)
+    entry = Entry(_comments_read(signed_in=False), f"comments:{slug}", names)
+    return CachedRead(entry, build, partial(_for_viewer, db))
+
+
+async def _for_viewer(db: Reader, document: Document, viewer_id: int) -> Document:
+    """The shared comments with each author's `following` as the viewer sees it."""
+    comments = orjson.loads(document.body)
+    authors = [comment["author"] for comment in comments["comments"]]
+    following = await profiles_reads.followed(
+        db, viewer_id=viewer_id, usernames=list({author["username"] for author in authors})
+    )
+    for author in authors:
+        author["following"] = author["username"] in following
+    return document_of(orjson.dumps(comments))

@@ -1,9 +1,10 @@
 """Profiles as the API shows them, rendered by the database, and the profile fragment that
 articles and comments embed for their authors: one definition for every place a user appears."""
 
-from functools import cache
+from functools import cache, partial
 from typing import NewType
 
+import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -18,7 +19,8 @@ from sqlalchemy import (
 )
 
 from conduit.auth import User
-from conduit.database import Read, Reader
+from conduit.cache import CachedRead, Document, Entry, document_of, versions
+from conduit.database import Read, Reader, aggregate
 from conduit.errors import NotFound
 from conduit.profiles.models import Follow
 from conduit.sql_json import JSONFunctions, as_text
@@ -28,6 +30,8 @@ ProfileDocument = NewType("ProfileDocument", str)
 
 VIEWER_ID: BindParameter[int] = bindparam("viewer_id", type_=Integer)
 _USERNAME: BindParameter[str] = bindparam("username", type_=String)
+# A JSON array of usernames.
+USERNAMES: BindParameter[str] = bindparam("usernames", type_=String)
 
 
 def id_of(username: str | BindParameter[str]) -> Select[int]:
@@ -59,6 +63,30 @@ def profile(j: JSONFunctions, *, viewer_id: BindParameter[int] | None) -> Column
     )
 
 
+def followed_among(j: JSONFunctions, usernames: BindParameter[str]) -> ColumnElement[str]:
+    """The JSON array of those of `usernames` whom the viewer follows."""
+    rows = (
+        select(User.username)
+        .join(Follow, Follow.followee_id == User.id)
+        .where(Follow.follower_id == VIEWER_ID, User.username.in_(j.elements(usernames)))
+        .subquery()
+    )
+    return j.array(rows.c.username, from_=rows, order_by=[rows.c.username])
+
+
+_FOLLOWED: Read[str] = Read(lambda j: select(as_text(followed_among(j, USERNAMES))))
+
+
+async def followed(db: Reader, *, viewer_id: int, usernames: list[str]) -> set[str]:
+    """Which of `usernames` the viewer follows."""
+    if not usernames:
+        return set()
+    found = await aggregate(
+        db, _FOLLOWED, viewer_id=viewer_id, usernames=orjson.dumps(usernames).decode()
+    )
+    return set(orjson.loads(found))
+
+
 @cache
 def _profile_read(*, signed_in: bool) -> Read[ProfileDocument]:
     def build(j: JSONFunctions) -> Select[str]:
@@ -66,6 +94,25 @@ def _profile_read(*, signed_in: bool) -> Read[ProfileDocument]:
         return select(as_text(document)).where(User.username == _USERNAME)
 
     return Read(build)
+
+
+def cached(db: Reader, *, username: str) -> CachedRead:
+    """A profile, shared by every viewer; a signed-in viewer's `following` set on a copy."""
+
+    async def build(viewer_id: int | None) -> str:
+        return await get(db, username=username, viewer_id=viewer_id)
+
+    entry = Entry(_profile_read(signed_in=False), f"profile:{username}", (versions.PROFILES,))
+    return CachedRead(entry, build, partial(_for_viewer, db))
+
+
+async def _for_viewer(db: Reader, document: Document, viewer_id: int) -> Document:
+    """The shared profile with `following` as the viewer sees it."""
+    profile = orjson.loads(document.body)
+    fields = profile["profile"]
+    following = await followed(db, viewer_id=viewer_id, usernames=[fields["username"]])
+    fields["following"] = fields["username"] in following
+    return document_of(orjson.dumps(profile))
 
 
 async def get(db: Reader, *, username: str, viewer_id: int | None) -> ProfileDocument:

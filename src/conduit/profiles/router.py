@@ -1,6 +1,7 @@
 from fastapi import APIRouter, Response
 
-from conduit.auth.dependencies import CurrentUser, OptionalUser
+from conduit.auth.dependencies import CurrentUser, OptionalCaller
+from conduit.cache import NOT_MODIFIED, Cached
 from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.profiles import reads, service
@@ -10,11 +11,16 @@ from conduit.schemas import JSONText
 router = APIRouter(prefix="/profiles", tags=["Profile"], responses=responses(429))
 
 
-@router.get("/{username}", response_model=ProfileResponse, responses=responses(401, 403, 404, 422))
-async def get_profile(username: str, db: ReadSession, viewer: OptionalUser) -> Response:
+@router.get(
+    "/{username}",
+    response_model=ProfileResponse,
+    responses=responses(401, 403, 404, 422) | NOT_MODIFIED,
+)
+async def get_profile(
+    username: str, db: ReadSession, caller: OptionalCaller, cache: Cached
+) -> Response:
     """A user's public profile; `following` says whether the viewer follows them."""
-    viewer_id = viewer.id if viewer else None
-    return JSONText(await reads.get(db, username=username, viewer_id=viewer_id))
+    return await cache.respond(caller, reads.cached(db, username=username))
 
 
 @router.post(

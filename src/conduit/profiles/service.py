@@ -4,6 +4,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.auth.principal import Account
+from conduit.cache import versions as cached
 from conduit.database import insert
 from conduit.errors import NotFound, Unprocessable
 from conduit.profiles import reads
@@ -26,6 +27,7 @@ async def follow(session: AsyncSession, *, username: str, follower: Account) -> 
         .values(follower_id=follower.id, followee_id=followee_id)
         .on_conflict_do_nothing()
     )
+    cached.changed(session, cached.follows(follower.id))
 
 
 async def unfollow(session: AsyncSession, *, username: str, follower: Account) -> None:
@@ -33,3 +35,4 @@ async def unfollow(session: AsyncSession, *, username: str, follower: Account) -
     await session.execute(
         delete(Follow).where(Follow.follower_id == follower.id, Follow.followee_id == followee_id)
     )
+    cached.changed(session, cached.follows(follower.id))

@@ -4,6 +4,7 @@ from typing import NewType
 
 from sqlalchemy import BindParameter, ColumnElement, Select, SQLColumnExpression, exists, select
 
+from conduit.cache import CachedRead, Entry, versions
 from conduit.database import Read, Reader, aggregate
 from conduit.sql_json import JSONFunctions, as_text
 from conduit.tags.models import ArticleTag, Tag
@@ -42,3 +43,13 @@ _TAGS: Read[TagsDocument] = Read(_tags)
 async def in_use(db: Reader) -> TagsDocument:
     """Every tag that at least one article carries, alphabetically."""
     return await aggregate(db, _TAGS)
+
+
+_ENTRY = Entry(_TAGS, "tags", (versions.TAGS,))
+
+
+def cached(db: Reader) -> CachedRead:
+    async def build(_: int | None) -> str:
+        return await in_use(db)
+
+    return CachedRead(_ENTRY, build)

@@ -1,0 +1,231 @@
+"""The read cache: shared documents, exact invalidation, one rebuild per miss.
+
+**Exact.** An entry records the versions of the names it depends on (`conduit.cache.versions`)
+as they were *before* its document was read from the database; it is served only while they
+are all still current. A write gives its names new versions after it commits, before its
+response is sent. A reader that missed, read the database before the write committed and
+stores its entry after the write's new versions were set stores it under the old versions:
+it is never served. A plain delete of the entry would let that reader put the old state back.
+
+**One rebuild per miss.** Concurrent misses of one entry under the same versions in a process
+wait for one rebuild; other processes rebuild at most once each.
+
+**Outages.** While the store fails, reads go to the database and writes succeed. A write whose
+invalidation could not be delivered leaves entries that must not be served; so does any
+invalidation that another process could not deliver while this one could not look. After any
+failure the process bypasses the cache until it has given the `epoch`, a name every entry
+depends on, a new version: every entry from before the outage is then dead, everywhere.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from asyncio import Future
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from functools import partial
+
+from fastapi import Response
+from sqlalchemy import Dialect
+
+from conduit import kv
+from conduit.cache import versions
+from conduit.cache.entries import Caller, Document, Entries, MemoryEntries, SharedEntries
+from conduit.cache.http import respond
+from conduit.config import CacheSettings
+from conduit.database import Read
+
+logger = logging.getLogger(__name__)
+
+_LANDED_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A cacheable document: built by `read`, stored under `key`, depending on `names`."""
+
+    read: Read[str]
+    key: str
+    names: tuple[str, ...]
+
+
+# Builds an entry's document from the database, for the viewer with this id, or as everyone
+# but a signed-in viewer sees it (None).
+Build = Callable[[int | None], Awaitable[str]]
+# Turns the shared document into the signed-in viewer's (`favorited`, `following`).
+Personalise = Callable[[Document, int], Awaitable[Document]]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRead:
+    """A read endpoint's document through the cache: what it is stored as, how it is built, and,
+    for a document shared by every viewer, how a signed-in viewer's copy is made (without,
+    the entry is the caller's own)."""
+
+    entry: Entry
+    build: Build
+    personalise: Personalise | None = None
+
+
+def document_of(body: bytes) -> Document:
+    return Document(body, f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"')
+
+
+class Cache:
+    def __init__(self, entries: Entries, outage: kv.Outage, dialect: Dialect) -> None:
+        self._entries = entries
+        self._outage = outage
+        self._dialect = dialect
+        self._flights: dict[tuple[str, tuple[str, ...]], Future[Document]] = {}
+        # Set while entries from before a failure may be stale; cleared by a new epoch.
+        self._distrust: asyncio.Task[None] | None = None
+
+    async def respond(self, caller: Caller, read: CachedRead) -> Response:
+        viewer_id = caller.viewer_id
+        if read.personalise is None:
+            document = await self.read(caller, read.entry, lambda: read.build(viewer_id))
+        else:
+            document = await self.read(caller, read.entry, lambda: read.build(None))
+            if viewer_id is not None:
+                document = await read.personalise(document, viewer_id)
+        return respond(caller.request, document)
+
+    async def read(
+        self, caller: Caller, entry: Entry, build: Callable[[], Awaitable[str]]
+    ) -> Document:
+        """The entry's document, from the cache while it is current, else from `build`; the
+        caller is counted against its rate limit in the same round trip as the lookup."""
+        if self._distrust is not None:
+            await caller.count()
+            return document_of((await build()).encode())
+        names = (versions.EPOCH, *entry.names)
+        key = f"{entry.read.compiled(self._dialect).fingerprint}:{entry.key}"
+        try:
+            found = await self._entries.find(caller, names, key)
+            if found is None:
+                # Not asked: the caller's decision met the store failing, or it is down.
+                self._distrusting()
+                return document_of((await build()).encode())
+            current = found.versions
+            if found.entry is not None and found.entry[0] == current:
+                return found.entry[1]
+            present = tuple(version for version in current if version is not None)
+            if len(present) < len(current):
+                present = await self._entries.create_versions(names)
+        except kv.Unavailable as error:
+            self._failed(error)
+            return document_of((await build()).encode())
+        flight_key = (key, present)
+        flight = self._flights.get(flight_key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._rebuild(present, key, build))
+            self._flights[flight_key] = flight
+            flight.add_done_callback(partial(self._landed, flight_key))
+        # A waiter that gives up (its client went away) leaves the rebuild to the others.
+        return await asyncio.shield(flight)
+
+    def _landed(self, flight_key: tuple[str, tuple[str, ...]], flight: Future[Document]) -> None:
+        """A rebuild stays joinable for a moment after it lands: a reader that looked before
+        its entry was stored, under the same versions, takes its document rather than
+        rebuilding (it is the document the entry holds). A failed one is forgotten at once;
+        its waiters raise its error (a 404, say)."""
+        if flight.cancelled() or flight.exception() is not None:
+            del self._flights[flight_key]
+        else:
+            loop = asyncio.get_running_loop()
+            loop.call_later(_LANDED_SECONDS, self._flights.pop, flight_key, None)
+
+    async def _rebuild(
+        self, known: tuple[str, ...], key: str, build: Callable[[], Awaitable[str]]
+    ) -> Document:
+        document = document_of((await build()).encode())
+        try:
+            await self._entries.put(key, known, document)
+        except kv.Unavailable as error:
+            self._failed(error)
+        return document
+
+    async def invalidate(self, names: Collection[str]) -> None:
+        """New versions for `names`, after the write that changed them has committed."""
+        if not self._outage.available():
+            self._distrusting()
+            return
+        try:
+            await self._entries.bump(sorted(names))
+        except kv.Unavailable as error:
+            self._failed(error)
+        else:
+            self._outage.recovered()
+
+    def _failed(self, error: kv.Unavailable) -> None:
+        self._outage.failed(error)
+        self._distrusting()
+
+    def _distrusting(self) -> None:
+        if self._distrust is None:
+            logger.warning("cache_bypassed", extra={"reason": "shared store unavailable"})
+            self._distrust = asyncio.ensure_future(self._new_epoch())
+
+    async def _new_epoch(self) -> None:
+        """Retried until the store answers: every entry from before the failure dies."""
+        while True:
+            await asyncio.sleep(kv.RETRY_AFTER_FAILURE_SECONDS)
+            if not self._outage.available():
+                continue
+            try:
+                await self._entries.bump([versions.EPOCH])
+            except kv.Unavailable as error:
+                self._outage.failed(error)
+            else:
+                self._outage.recovered()
+                self._distrust = None
+                logger.info("cache_restored", extra={"detail": "new epoch"})
+                return
+
+    async def close(self) -> None:
+        if self._distrust is not None:
+            self._distrust.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._distrust
+
+
+class Uncached:
+    """`CONDUIT_CACHE_ENABLED=false`: every document is built for its viewer in one statement;
+    nothing to invalidate."""
+
+    async def respond(self, caller: Caller, read: CachedRead) -> Response:
+        await caller.count()
+        document = document_of((await read.build(caller.viewer_id)).encode())
+        return respond(caller.request, document)
+
+    async def invalidate(self, names: Collection[str]) -> None:
+        del names
+
+    async def close(self) -> None:
+        pass
+
+
+def create(
+    settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Dialect
+) -> Cache | Uncached:
+    if not settings.enabled:
+        return Uncached()
+    entries: Entries
+    if isinstance(store, kv.Memory):
+        entries = MemoryEntries(max_entries=settings.max_entries, ttl_seconds=settings.ttl_seconds)
+    else:
+        entries = SharedEntries(store, prefix=prefix, ttl_seconds=settings.ttl_seconds)
+    return Cache(entries, store.outage, dialect)
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Dialect
+) -> AsyncIterator[Cache | Uncached]:
+    """The process's cache, in `store`; closed with the app."""
+    cache = create(settings, store, prefix=prefix, dialect=dialect)
+    try:
+        yield cache
+    finally:
+        await cache.close()

@@ -1,0 +1,151 @@
+"""Where entries and versions live: the shared store (Redis or Upstash), or this process's
+memory for the embedded default.
+
+An entry is the document's bytes with the versions it was built under and its ETag. In a
+shared store both are plain strings: versions at `<prefix>:cache:v:<name>`, entries at
+`<prefix>:cache:<format>:<fingerprint>:<key>` as `<version>,<version>...\\n<etag>\\n<document>`.
+A lookup is one MGET of the versions and the entry, sent in the round trip of the caller's
+rate-limit decision when there is one.
+"""
+
+import itertools
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cachetools import TTLCache
+from fastapi import Request
+
+from conduit import kv
+
+# The layout of an entry; changed with it, so that no process reads another layout.
+FORMAT = "1"
+# A version outlives the entries recorded under it; when it expires or is evicted anyway, the
+# next reader creates a new one and those entries are never served again.
+VERSION_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A response body and its strong ETag (the quoted validator)."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a lookup found: the current version of each name (None where there is none yet)
+    and the entry, if there is one, with the versions it was built under."""
+
+    versions: tuple[str | None, ...]
+    entry: tuple[tuple[str, ...], Document] | None
+
+
+class Caller(Protocol):
+    """Who reads (`conduit.auth.dependencies.Caller`), not yet counted against its rate limit:
+    the decision carries the lookup in its round trip when it is made in the shared store."""
+
+    @property
+    def request(self) -> Request: ...
+
+    @property
+    def viewer_id(self) -> int | None: ...
+
+    async def count(self, alongside: Sequence[kv.Command] = ()) -> list[object] | None: ...
+
+
+class Entries(Protocol):
+    async def find(self, caller: Caller, names: Sequence[str], key: str) -> Found | None:
+        """Count the caller and look the entry up; None when the store could not be asked."""
+
+    async def create_versions(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The current versions, first creating those that do not exist yet."""
+
+    async def put(self, key: str, versions: Sequence[str], document: Document) -> None: ...
+
+    async def bump(self, names: Sequence[str]) -> None:
+        """Give every name a new version."""
+
+
+def _text(reply: object) -> str:
+    """A reply as text: redis-py answers bytes, upstash-redis text."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+class SharedEntries:
+    """Entries in Redis or Upstash; every call may raise `kv.Unavailable`."""
+
+    def __init__(self, store: kv.Redis | kv.Upstash, *, prefix: str, ttl_seconds: int) -> None:
+        self._store = store
+        self._versions = f"{prefix}:cache:v:"
+        self._entries = f"{prefix}:cache:{FORMAT}:"
+        self._ttl = ttl_seconds
+
+    async def find(self, caller: Caller, names: Sequence[str], key: str) -> Found | None:
+        lookup = ("MGET", *(self._versions + name for name in names), self._entries + key)
+        replies = await caller.count((lookup,))
+        if replies is None:
+            if not self._store.outage.available():
+                return None
+            replies = await self._store.run((lookup,))
+        values: list[object] = replies[0]  # type: ignore[assignment]
+        *versions, entry = values
+        return Found(
+            tuple(None if version is None else _text(version) for version in versions),
+            None if entry is None else _parse(entry),
+        )
+
+    async def create_versions(self, names: Sequence[str]) -> tuple[str, ...]:
+        keys = [self._versions + name for name in names]
+        creates = [("SET", key, _new_version(), "EX", VERSION_TTL_SECONDS, "NX") for key in keys]
+        replies = await self._store.run([*creates, ("MGET", *keys)])
+        return tuple(_text(version) for version in replies[-1])  # type: ignore[attr-defined]
+
+    async def put(self, key: str, versions: Sequence[str], document: Document) -> None:
+        value = f"{','.join(versions)}\n{document.etag}\n".encode() + document.body
+        await self._store.run([("SET", self._entries + key, value, "EX", self._ttl)])
+
+    async def bump(self, names: Sequence[str]) -> None:
+        version = _new_version()
+        await self._store.run(
+            [("SET", self._versions + name, version, "EX", VERSION_TTL_SECONDS) for name in names]
+        )
+
+
+def _parse(value: object) -> tuple[tuple[str, ...], Document]:
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    versions, etag, body = raw.split(b"\n", 2)
+    return tuple(versions.decode().split(",")), Document(body, etag.decode())
+
+
+def _new_version() -> str:
+    return secrets.token_hex(8)
+
+
+class MemoryEntries:
+    """Entries in this process, for the embedded default: one process, so nothing to share.
+    Versions count up and never repeat, so an evicted version is safely replaced by a new one."""
+
+    def __init__(self, *, max_entries: int, ttl_seconds: int) -> None:
+        self._entries: TTLCache[str, tuple[tuple[str, ...], Document]] = TTLCache(
+            maxsize=max_entries, ttl=ttl_seconds
+        )
+        self._versions: TTLCache[str, str] = TTLCache(maxsize=max_entries, ttl=VERSION_TTL_SECONDS)
+        self._next = itertools.count(1)
+
+    async def find(self, caller: Caller, names: Sequence[str], key: str) -> Found:
+        await caller.count()
+        return Found(tuple(self._versions.get(name) for name in names), self._entries.get(key))
+
+    async def create_versions(self, names: Sequence[str]) -> tuple[str, ...]:
+        return tuple(self._versions.setdefault(name, str(next(self._next))) for name in names)
+
+    async def put(self, key: str, versions: Sequence[str], document: Document) -> None:
+        self._entries[key] = (tuple(versions), document)
+
+    async def bump(self, names: Sequence[str]) -> None:
+        version = str(next(self._next))
+        for name in names:
+            self._versions[name] = version

@@ -1,0 +1,91 @@
+"""The cache while its Redis is down and after: reads go to the database, writes succeed, and
+no entry from before the outage is served once it is back, though the write's invalidation was
+lost and the Redis kept its entries across the restart. The Redis is the test's own."""
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+
+from conduit import cache, kv
+from conduit.config import RateLimitSettings, RedisSettings, Settings
+from conduit.ratelimit.limiter import RateLimiter
+from conduit.ratelimit.policies import Policies
+from tests.factories import auth, create_article, register
+from tests.own_redis import OwnRedis, running
+from tests.statements import StatementRecorder
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    with running(tmp_path, persistent=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def store(own_redis: OwnRedis) -> AsyncIterator[kv.Store]:
+    async with kv.connect(RedisSettings(url=own_redis.url)) as store:
+        yield store
+
+
+def _on(app: FastAPI, settings: Settings, store: kv.Store) -> cache.Cache | cache.Uncached:
+    """A cache, and the rate limiter whose round trips carry its lookups, on `store`: what a
+    process configured with that Redis has."""
+    app.state.rate_limiter = RateLimiter(
+        Policies.from_settings(RateLimitSettings()), store, prefix="outage"
+    )
+    return cache.create(
+        settings.cache, store, prefix="outage", dialect=app.state.database.engine.dialect
+    )
+
+
+async def test_no_entry_from_before_an_outage_is_served_after_it(
+    *,
+    app: FastAPI,
+    settings: Settings,
+    client: AsyncClient,
+    store: kv.Store,
+    own_redis: OwnRedis,
+    statements: StatementRecorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app.state.cache = _on(app, settings, store)
+    author = await register(client, "author")
+    slug = (await create_article(client, author, title="Before"))["slug"]
+    path = f"/api/articles/{slug}"
+    await client.get(path)
+    statements.clear()
+    assert (await client.get(path)).json()["article"]["title"] == "Before"
+    assert statements.count == 0
+
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING):
+        update = await client.put(path, headers=auth(author), json={"article": {"title": "During"}})
+        during = await client.get(path)
+
+    assert update.status_code == 200
+    assert (during.status_code, during.json()["article"]["title"]) == (200, "During")
+    assert [r.msg for r in caplog.records] == ["shared_store_unavailable", "cache_bypassed"]
+
+    own_redis.start()
+    assert any(b":cache:1:" in key for key in own_redis.stored_keys())
+    right_after = await client.get(path)
+    await anyio.sleep(kv.RETRY_AFTER_FAILURE_SECONDS * 2.5)
+    await client.get(path)
+    statements.clear()
+    settled = await client.get(path)
+    # Another process on the same Redis, which saw nothing of the outage.
+    async with kv.connect(RedisSettings(url=own_redis.url)) as other_store:
+        app.state.cache = _on(app, settings, other_store)
+        elsewhere = await client.get(path)
+
+    assert right_after.json()["article"]["title"] == "During"
+    assert settled.json()["article"]["title"] == "During"
+    assert statements.count == 0, "caching resumes once a new epoch is set"
+    assert elsewhere.json()["article"]["title"] == "During"
