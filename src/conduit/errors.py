@@ -211,10 +211,14 @@ _HTTP_MESSAGES = {
 }
 
 
+def app_error_response(error: AppError) -> JSONResponse:
+    return error_response(error.status_code, {error.field: [error.message]}, error.headers)
+
+
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def handle_app_error(_: Request, exc: AppError) -> JSONResponse:
-        return error_response(exc.status_code, {exc.field: [exc.message]}, exc.headers)
+        return app_error_response(exc)
 
     @app.exception_handler(OAuth2Error)
     async def handle_oauth2_error(_: Request, exc: OAuth2Error) -> JSONResponse:

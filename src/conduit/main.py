@@ -14,6 +14,7 @@ from conduit.articles.router import router as articles_router
 from conduit.auth.dependencies import document_security
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
+from conduit.cache.anonymous import AnonymousReads
 from conduit.comments.router import router as comments_router
 from conduit.config import Environment, Settings
 from conduit.errors import register_error_handlers
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_init_oauth={"clientId": "conduit-docs"} if docs else None,
     )
     # Added innermost first: a request meets the proxy handling, then CORS, then the headers.
+    if settings.cache.enabled:
+        app.add_middleware(AnonymousReads)
     if settings.rate_limit.enabled:
         app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)

@@ -19,6 +19,7 @@ from conduit.schemas import JSONText
 router = APIRouter(prefix="/articles", tags=["Articles"], responses=responses(429))
 
 MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Articles to skip.")]
 Filter = Annotated[str | None, Query(max_length=255)]
@@ -37,7 +38,7 @@ async def list_articles(
     tag: Filter = None,
     author: Filter = None,
     favorited: Filter = None,
-    limit: Limit = 20,
+    limit: Limit = DEFAULT_PAGE_SIZE,
     offset: Offset = 0,
 ) -> Response:
     """Most recent articles first, optionally filtered by tag, author or the username of a user
@@ -53,7 +54,7 @@ async def feed(
     db: ReadSession,
     caller: CallerSignedIn,
     cache: Cached,
-    limit: Limit = 20,
+    limit: Limit = DEFAULT_PAGE_SIZE,
     offset: Offset = 0,
 ) -> Response:
     """Most recent articles by the users you follow."""
