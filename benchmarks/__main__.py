@@ -1,5 +1,5 @@
 """`./dev bench`: seed PostgreSQL, start Conduit and the floor (and, with --baseline, Conduit as
-of a git ref), drive them with wrk, and report.
+of a git ref; with --uncached, Conduit with its read cache off), drive them with wrk, and report.
 
 See docs/benchmarks.md for what each scenario and measurement means.
 """
@@ -44,17 +44,18 @@ class Extras:
 @dataclass(frozen=True, slots=True)
 class Setup:
     """Where and how the targets run: Conduit on `port`, the floor on the next, the baseline
-    (Conduit from a worktree's src/) on the one after."""
+    (Conduit from a worktree's src/) on the one after, the uncached Conduit on the next."""
 
     port: int
     workers: int
     baseline_source: Path | None
-    # Where Conduit (and the baseline) share state; in process memory when None.
+    uncached: bool
+    # Where the Conduit targets share state; in process memory when None.
     redis_url: str | None
 
     @property
     def conduits(self) -> tuple[str, ...]:
-        return ("conduit",) if self.baseline_source is None else ("conduit", "baseline")
+        return tuple(name for name in self.targets() if name != "floor")
 
     def targets(self) -> dict[str, servers.Target]:
         targets = {"conduit": servers.conduit(self.port, self.workers, self.redis_url)}
@@ -62,6 +63,8 @@ class Setup:
             targets["baseline"] = servers.baseline(
                 self.port + 2, self.workers, self.baseline_source, self.redis_url
             )
+        if self.uncached:
+            targets["uncached"] = servers.uncached(self.port + 3, self.workers, self.redis_url)
         targets["floor"] = servers.floor(self.port + 1, self.workers)
         return targets
 
@@ -119,6 +122,7 @@ def _measure_scenarios(
     load: Load,
     fixtures: database.Fixtures,
     url: str,
+    redis_url: str | None,
 ) -> list[ScenarioResult]:
     results = []
     for scenario in chosen:
@@ -131,6 +135,8 @@ def _measure_scenarios(
             # Writes wrk sent last may still be committing when it returns.
             time.sleep(measure.SETTLE_SECONDS)
             database.restore(url, fixtures)
+            if redis_url is not None:
+                servers.clear_store(redis_url)
     return results
 
 
@@ -207,6 +213,8 @@ def _run_scale(
 ) -> report.ScaleResult:
     print(f"== scale {scale}, workers {setup.workers}", flush=True)
     prepared = database.prepare(scale, seed)
+    if setup.redis_url is not None:
+        servers.clear_store(setup.redis_url)
     targets = setup.targets()
     env = database.server_env(prepared.url, SECRET)
     with servers.running(list(targets.values()), env, RESULTS / "tmp") as pids:
@@ -215,7 +223,13 @@ def _run_scale(
         built = scenarios.build(fixtures, tokens, setup.conduits)
         chosen = [s for s in built if s.name in names]
         measured = _measure_scenarios(
-            chosen, targets=targets, pids=pids, load=load, fixtures=fixtures, url=prepared.url
+            chosen,
+            targets=targets,
+            pids=pids,
+            load=load,
+            fixtures=fixtures,
+            url=prepared.url,
+            redis_url=setup.redis_url,
         )
         probes = (
             {
@@ -291,7 +305,10 @@ def main(
     half_seconds: Annotated[float, typer.Option(min=1, help="Half-capacity seconds.")] = 10,
     port: Annotated[
         int,
-        typer.Option(help="Conduit's port; the floor's is the next, the baseline's the one after."),
+        typer.Option(
+            help="Conduit's port; the floor's is the next, then the baseline's, then the"
+            " uncached Conduit's."
+        ),
     ] = 8700,
     baseline_ref: Annotated[
         str | None,
@@ -300,11 +317,20 @@ def main(
             help="A git ref (HEAD~1, a commit): also measure Conduit as of that commit.",
         ),
     ] = None,
+    uncached: Annotated[
+        bool,
+        typer.Option(
+            "--uncached",
+            help="Also measure the current Conduit with its read cache off"
+            " (CONDUIT_CACHE_ENABLED=false).",
+        ),
+    ] = False,
     redis_url: Annotated[
         str | None,
         typer.Option(
             "--redis",
-            help="A Redis URL: Conduit (and the baseline) keep rate limits there, not in memory.",
+            help="A Redis URL: the Conduit targets keep rate limits and cache there, not in"
+            " memory.",
         ),
     ] = None,
     update_doc: Annotated[bool, typer.Option(help="Rewrite docs/benchmarks.md's section.")] = True,
@@ -322,7 +348,7 @@ def main(
     with _checkout(revision) as source:
         sections = [
             _run_section(
-                Setup(port, count, source, redis_url),
+                Setup(port, count, source, uncached, redis_url),
                 chosen_scales,
                 names,
                 load,
@@ -338,6 +364,7 @@ def main(
         machine=_machine(),
         versions=_versions(database.database_url(chosen_scales[-1])),
         baseline=revision,
+        uncached=uncached,
         options={
             "duration": duration,
             "trials": trials,

@@ -1,6 +1,6 @@
 """Trials: the targets take turns in rotating order, and each ratio of a scenario (Conduit/floor,
-and with a baseline baseline/floor and Conduit/baseline) is the median of the ratios of the
-trials run side by side."""
+with a baseline baseline/floor and Conduit/baseline, with the uncached target uncached/floor and
+Conduit/uncached) is the median of the ratios of the trials run side by side."""
 
 import math
 import statistics
@@ -24,7 +24,19 @@ KIB_PER_MIB = 1024
 # Logins queue argon2 work that outlives the wrk run that sent them; measurements at a fixed
 # rate start only after it has drained.
 SETTLE_SECONDS = 5
-RATIOS = (("conduit", "floor"), ("baseline", "floor"), ("conduit", "baseline"))
+RATIOS = (
+    ("conduit", "floor"),
+    ("baseline", "floor"),
+    ("conduit", "baseline"),
+    ("uncached", "floor"),
+    ("conduit", "uncached"),
+)
+# The reply to the INFO that opens a trial's count is written after Redis read its counters,
+# so the closing INFO counts it; its own reply comes after its reading.
+HARNESS_WRITES = 1
+# A cached read looks its entry up (MGET) once; a target that sent fewer lookups than this per
+# request served does not cache, and what was counted came from another client of that Redis.
+MIN_LOOKUPS_PER_REQUEST = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,21 @@ class Load:
     trials: int
     connections: int
     threads: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedisCounts:
+    """Redis's counters, server-wide: every client of that Redis counts in them."""
+
+    # INFO stats `total_writes_processed`: reply writes to clients, one per round trip (the
+    # replies to commands that arrived together go out in one write).
+    writes: int
+    # INFO commandstats, the calls of: EVALSHA and EVAL (rate limiting; the commands a script
+    # runs count under their own names), SET, SETEX and PSETEX (cache entries written), MGET
+    # (cache lookups).
+    scripts: int
+    sets: int
+    mgets: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +78,13 @@ class Trial:
     peak_rss_mib: float
     peak_process_rss_mib: float
     processes: int
-    # With a shared store: the scripts Redis ran per request served (each one round trip).
+    # With a shared store, from Redis's counters over the trial (`redis_counts`): its replies
+    # written per request served, one per round trip; the rate limiter's scripts per request;
+    # the share of cache lookups (MGET) that did not rebuild an entry (SET), approximately.
+    redis_round_trips_per_request: float | None
     redis_scripts_per_request: float | None
+    cache_hit_rate: float | None
+    redis_counts: RedisCounts | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +97,9 @@ class TargetSummary:
     peak_rss_mib: float
     peak_process_rss_mib: float
     processes: int
+    redis_round_trips_per_request: float | None
     redis_scripts_per_request: float | None
+    cache_hit_rate: float | None
     trials: list[Trial]
 
 
@@ -120,20 +154,61 @@ def verify_same_json(scenario: Scenario, targets: Mapping[str, Target]) -> None:
                 )
 
 
-def _scripts_run(redis_url: str) -> int:
-    """EVALSHA and EVAL calls Redis has served: the round trips of rate limiting. (The
-    commands a script runs are counted under their own names, so not in this.)"""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+def _calls(stats: Mapping[str, object], *commands: str) -> int:
+    calls = 0
+    for command in commands:
+        entry = stats.get(f"cmdstat_{command}")
+        if isinstance(entry, dict):
+            calls += int(entry["calls"])
+    return calls
+
+
+def _redis_counts(client: redis.Redis) -> RedisCounts:
+    """One INFO for both sections: one reply, whose write the next reading counts."""
+    stats = client.info("stats", "commandstats")
+    return RedisCounts(
+        writes=int(stats["total_writes_processed"]),
+        scripts=_calls(stats, "evalsha", "eval"),
+        sets=_calls(stats, "set", "setex", "psetex"),
+        mgets=_calls(stats, "mget"),
+    )
+
+
+def _since(client: redis.Redis, before: RedisCounts) -> RedisCounts:
+    """What Redis did since `before` was read, less its reply to that reading."""
+    after = _redis_counts(client)
+    return RedisCounts(
+        writes=after.writes - before.writes - HARNESS_WRITES,
+        scripts=after.scripts - before.scripts,
+        sets=after.sets - before.sets,
+        mgets=after.mgets - before.mgets,
+    )
+
+
+def _per_request(count: int, requests: int) -> float | None:
+    return count / requests if requests else None
+
+
+def _hit_rate(counts: RedisCounts, requests: int) -> float | None:
+    """Approximate: a lookup whose entry was missing is followed by one SET that rebuilds it."""
+    if not counts.mgets or counts.mgets < MIN_LOOKUPS_PER_REQUEST * requests:
+        return None
+    return 1 - counts.sets / counts.mgets
 
 
 def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
     redis_url = target.env.get("REDIS_URL")
-    scripts_before = _scripts_run(redis_url) if redis_url else 0
+    if redis_url is None:
+        return _measured(target, pid, requests_file, load, None)
+    # One connection reads the counters before and after: opening one costs Redis replies too.
+    with redis.Redis.from_url(redis_url) as client:
+        return _measured(target, pid, requests_file, load, client)
+
+
+def _measured(
+    target: Target, pid: int, requests_file: Path, load: Load, client: redis.Redis | None
+) -> Trial:
+    redis_before = None if client is None else _redis_counts(client)
     cpu_before = cpu_seconds(pid)
     with RssSampler(pid) as rss:
         result = wrk.run(
@@ -144,7 +219,7 @@ def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
             threads=load.threads,
         )
     cpu = cpu_seconds(pid) - cpu_before
-    scripts = _scripts_run(redis_url) - scripts_before if redis_url else None
+    counts = None if client is None or redis_before is None else _since(client, redis_before)
     return Trial(
         rps=result.rps,
         p50_ms=result.p50_ms,
@@ -157,9 +232,14 @@ def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
         peak_rss_mib=rss.peak_total_kib / KIB_PER_MIB,
         peak_process_rss_mib=rss.peak_process_kib / KIB_PER_MIB,
         processes=rss.processes,
-        redis_scripts_per_request=(
-            scripts / result.requests if scripts is not None and result.requests else None
+        redis_round_trips_per_request=(
+            None if counts is None else _per_request(counts.writes, result.requests)
         ),
+        redis_scripts_per_request=(
+            None if counts is None else _per_request(counts.scripts, result.requests)
+        ),
+        cache_hit_rate=None if counts is None else _hit_rate(counts, result.requests),
+        redis_counts=counts,
     )
 
 
@@ -173,9 +253,13 @@ def _summary(trials: list[Trial]) -> TargetSummary:
         peak_rss_mib=max(trial.peak_rss_mib for trial in trials),
         peak_process_rss_mib=max(trial.peak_process_rss_mib for trial in trials),
         processes=max(trial.processes for trial in trials),
+        redis_round_trips_per_request=_median_or_none(
+            [trial.redis_round_trips_per_request for trial in trials]
+        ),
         redis_scripts_per_request=_median_or_none(
             [trial.redis_scripts_per_request for trial in trials]
         ),
+        cache_hit_rate=_median_or_none([trial.cache_hit_rate for trial in trials]),
         trials=trials,
     )
 
@@ -206,6 +290,13 @@ def _ratios(trials: Mapping[str, list[Trial]]) -> dict[str, Ratio]:
     }
 
 
+def _redis_line(trial: Trial) -> str:
+    if trial.redis_round_trips_per_request is None:
+        return ""
+    hits = "" if trial.cache_hit_rate is None else f"  cache hits {trial.cache_hit_rate:.1%}"
+    return f"  redis {trial.redis_round_trips_per_request:.2f} round trips/req{hits}"
+
+
 def scenario(
     chosen: Scenario,
     targets: Mapping[str, Target],
@@ -226,7 +317,7 @@ def scenario(
                 f"  {chosen.name:<10} {name:<8} trial {number + 1}: {trial.rps:8.1f} rps"
                 f"  p50 {trial.p50_ms:7.1f} ms  p99 {trial.p99_ms:7.1f} ms"
                 f"  cpu {trial.cpu_us_per_request:5.0f} us/req  errors {trial.errors}"
-                f"  rss {trial.peak_rss_mib:.0f} MiB",
+                f"  rss {trial.peak_rss_mib:.0f} MiB{_redis_line(trial)}",
                 flush=True,
             )
     return ScenarioResult(

@@ -20,8 +20,9 @@ from matplotlib.axes import Axes
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 DEGRADATION_LIMIT = 2.0
-HEADERS = {"conduit": "Conduit", "baseline": "baseline", "floor": "floor"}
-SUBJECTS = {"conduit": "Conduit", "baseline": "the baseline"}
+HEADERS = {"conduit": "Conduit", "baseline": "baseline", "uncached": "uncached", "floor": "floor"}
+SUBJECTS = {"conduit": "Conduit", "baseline": "the baseline", "uncached": "the uncached Conduit"}
+NUMBERS = {2: "both", 3: "the three", 4: "the four"}
 RATE_HEADER = [
     "| Measurement | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors"
     " | generator CPU s |",
@@ -58,6 +59,8 @@ class Run:
     machine: dict[str, str]
     versions: dict[str, str]
     baseline: Revision | None
+    # Whether the current code also ran with its read cache off, as the target "uncached".
+    uncached: bool
     options: dict[str, str | int | float]
     sections: list[Section]
 
@@ -68,7 +71,9 @@ class Run:
 
     @property
     def targets(self) -> tuple[str, ...]:
-        return ("conduit", "floor") if self.baseline is None else ("conduit", "baseline", "floor")
+        baseline = () if self.baseline is None else ("baseline",)
+        uncached = ("uncached",) if self.uncached else ()
+        return ("conduit", *baseline, *uncached, "floor")
 
     @property
     def ratios(self) -> list[str]:
@@ -82,6 +87,10 @@ def _ms(value: float) -> str:
 def _pair(summaries: dict[str, TargetSummary], name: str, attribute: str, digits: int = 1) -> str:
     summary = summaries.get(name)
     return "-" if summary is None else f"{getattr(summary, attribute):,.{digits}f}"
+
+
+def _optional(values: list[float | None], spec: str) -> str:
+    return " / ".join("-" if value is None else format(value, spec) for value in values)
 
 
 def _ratio_header(key: str) -> str:
@@ -106,7 +115,11 @@ def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
     ]
     with_redis = run.options.get("store") == "Redis"
     if with_redis:
-        headers.append(f"Redis scripts/request ({initials})")
+        headers += [
+            f"Redis round trips/request ({initials})",
+            f"Redis scripts/request ({initials})",
+            f"cache hit rate ({initials})",
+        ]
     rows = ["| " + " | ".join(headers) + " |", "|---|" + "--:|" * (len(headers) - 1)]
     for scenario in result.scenarios:
         targets = scenario.targets
@@ -125,14 +138,11 @@ def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
             " / ".join(f"{summary.peak_rss_mib:.0f}" for summary in present),
         ]
         if with_redis:
-            cells.append(
-                " / ".join(
-                    "-"
-                    if summary.redis_scripts_per_request is None
-                    else f"{summary.redis_scripts_per_request:.2f}"
-                    for summary in present
-                )
-            )
+            cells += [
+                _optional([s.redis_round_trips_per_request for s in present], ".2f"),
+                _optional([s.redis_scripts_per_request for s in present], ".2f"),
+                _optional([s.cache_hit_rate for s in present], ".1%"),
+            ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
@@ -282,15 +292,15 @@ def _load_line(run: Run) -> str:
     )
     order = (
         "Conduit and floor alternating"
-        if run.baseline is None
-        else "Conduit, baseline and floor taking turns in rotating order"
+        if run.targets == ("conduit", "floor")
+        else f"{_listed([HEADERS[name] for name in run.targets])} taking turns in rotating order"
     )
     ratios = _listed([_ratio_header(key) for key in run.ratios])
     medians = "the median" if len(run.ratios) == 1 else "the medians"
     return (
         f"- Load: {workers}; wrk -t{options['threads']} -c{options['connections']}; per scenario"
         f" and target {options['trials']} trials of {options['duration']} s after"
-        f" {options['warmup']} s of warm-up, {order}; rate limits kept in"
+        f" {options['warmup']} s of warm-up, {order}; rate limits (and read caches) kept in"
         f" {options.get('store', 'process memory')}, counted at quotas no run reaches; req/s and"
         " latencies are the medians of"
         f" the trials, {ratios} {medians} of the per-trial ratios, errors the sum (non-2xx and"
@@ -308,10 +318,32 @@ def _baseline_lines(baseline: Revision | None) -> list[str]:
     ]
 
 
+def _uncached_lines(run: Run) -> list[str]:
+    if not run.uncached:
+        return []
+    return [
+        "- Uncached: the current code with its read cache off (`CONDUIT_CACHE_ENABLED=false`),"
+        " otherwise as Conduit, with a Redis key prefix of its own.",
+    ]
+
+
+def _redis_lines(run: Run) -> list[str]:
+    if run.options.get("store") != "Redis":
+        return []
+    return [
+        "- Redis, from its counters read before and after each trial (server-wide: whatever"
+        " else used that Redis during the trial is in them): round trips/request are the replies"
+        " it wrote (`total_writes_processed`; commands that arrive together get one) per request"
+        " served, scripts/request its EVALSHA and EVAL calls (the rate limiter), the cache hit"
+        ' rate 1 - SET/MGET calls (entries rebuilt per lookup, approximately; "-" for a target'
+        " that looked up less than once per two requests: its cache is off).",
+    ]
+
+
 def markdown(run: Run) -> str:
     machine = run.machine
     versions = ", ".join(f"{name} {version}" for name, version in run.versions.items())
-    servers = "both servers" if run.baseline is None else "the three servers"
+    servers = f"{NUMBERS[len(run.targets)]} servers"
     lines = [
         f"### Run of {run.started_at}",
         "",
@@ -321,6 +353,8 @@ def markdown(run: Run) -> str:
         f"- Versions: {versions}.",
         _load_line(run),
         *_baseline_lines(run.baseline),
+        *_uncached_lines(run),
+        *_redis_lines(run),
         "",
     ]
     if len(run.sections) == 1:

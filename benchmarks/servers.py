@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import redis
 
 from benchmarks import baseline as baseline_checkout
 
@@ -21,6 +22,8 @@ TOO_MANY_CLIENTS = "too many clients already"
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
 RSS_SAMPLE_SECONDS = 0.2
+# Each Conduit target keeps its keys in Redis under a prefix of its own that starts with this.
+KEY_PREFIX = "conduit-bench"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,20 +43,35 @@ def serve_command(port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "conduit", *serve]
 
 
-def _store(redis_url: str | None) -> dict[str, str]:
+def _store(redis_url: str | None, prefix: str) -> dict[str, str]:
     if redis_url is None:
         return {}
-    return {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": "conduit-bench"}
+    return {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix}
 
 
 def conduit(port: int, workers: int, redis_url: str | None) -> Target:
-    return Target("conduit", port, serve_command(port, workers), _store(redis_url))
+    return Target("conduit", port, serve_command(port, workers), _store(redis_url, KEY_PREFIX))
+
+
+def uncached(port: int, workers: int, redis_url: str | None) -> Target:
+    """The same code as `conduit`, with its read cache off."""
+    env = {**_store(redis_url, f"{KEY_PREFIX}-uncached"), "CONDUIT_CACHE_ENABLED": "false"}
+    return Target("uncached", port, serve_command(port, workers), env)
 
 
 def baseline(port: int, workers: int, source: Path, redis_url: str | None) -> Target:
     """Conduit served from a worktree's src/ (benchmarks.baseline) by this venv's Python."""
-    env = {**baseline_checkout.env(source), **_store(redis_url)}
+    env = {**baseline_checkout.env(source), **_store(redis_url, f"{KEY_PREFIX}-baseline")}
     return Target("baseline", port, serve_command(port, workers), env)
+
+
+def clear_store(redis_url: str) -> None:
+    """Delete the keys the targets keep in Redis (rate-limit counts, cache entries): a cache
+    outlives its server, and the SQL that seeds or restores the database tells it nothing."""
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 def floor(port: int, workers: int) -> Target:
