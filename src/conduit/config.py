@@ -231,8 +231,8 @@ class CacheSettings(BaseSettings):
     enabled: bool = True
     # How long an entry may live; invalidation makes it unreachable before then.
     ttl_seconds: int = Field(default=300, ge=1, le=86_400)
-    # Entries kept by a process with no shared store (the embedded default).
-    max_entries: int = Field(default=10_000, ge=100, le=1_000_000)
+    # The documents a process with no shared store (the embedded default) keeps, in bytes.
+    memory_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024**3)
 
 
 class Settings(BaseSettings):

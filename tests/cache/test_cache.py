@@ -14,6 +14,7 @@ from sqlalchemy import literal_column, select
 
 from conduit import cache
 from conduit.cache import versions
+from conduit.cache.entries import MemoryEntries
 from conduit.database import CACHE, Database, Read, transaction
 from conduit.errors import Conflict
 from conduit.sql_json import as_text
@@ -209,3 +210,19 @@ async def test_a_disabled_cache_builds_every_read(
     assert response.status_code == 200
     assert "ETag" in response.headers
     assert statements.count == 1
+
+
+async def test_memory_keeps_documents_within_its_byte_budget() -> None:
+    entries = MemoryEntries(max_bytes=3_000, ttl_seconds=60)
+    caller = Anonymous(Request({"type": "http", "headers": []}))
+    versions_now = await entries.create_versions(["tags"])
+
+    for key in ("first", "second", "third"):
+        await entries.put(key, versions_now, cache.document_of(b"x" * 800))
+    await entries.put("huge", versions_now, cache.document_of(b"x" * 5_000))
+    found = {
+        key: (await entries.find(caller, ["tags"], key)).entry is not None
+        for key in ("first", "second", "third", "huge")
+    }
+
+    assert found == {"first": False, "second": True, "third": True, "huge": False}

@@ -213,7 +213,7 @@ def create(
         return Uncached()
     entries: Entries
     if isinstance(store, kv.Memory):
-        entries = MemoryEntries(max_entries=settings.max_entries, ttl_seconds=settings.ttl_seconds)
+        entries = MemoryEntries(max_bytes=settings.memory_bytes, ttl_seconds=settings.ttl_seconds)
     else:
         entries = SharedEntries(store, prefix=prefix, ttl_seconds=settings.ttl_seconds)
     return Cache(entries, store.outage, dialect)

@@ -126,13 +126,16 @@ def _new_version() -> str:
 
 class MemoryEntries:
     """Entries in this process, for the embedded default: one process, so nothing to share.
-    Versions count up and never repeat, so an evicted version is safely replaced by a new one."""
+    The documents kept are bounded in bytes, the least recently used going first. Versions
+    count up and never repeat, so an evicted version is safely replaced by a new one."""
 
-    def __init__(self, *, max_entries: int, ttl_seconds: int) -> None:
+    def __init__(self, *, max_bytes: int, ttl_seconds: int) -> None:
         self._entries: TTLCache[str, tuple[tuple[str, ...], Document]] = TTLCache(
-            maxsize=max_entries, ttl=ttl_seconds
+            maxsize=max_bytes, ttl=ttl_seconds, getsizeof=_size
         )
-        self._versions: TTLCache[str, str] = TTLCache(maxsize=max_entries, ttl=VERSION_TTL_SECONDS)
+        self._versions: TTLCache[str, str] = TTLCache(
+            maxsize=_MEMORY_VERSIONS, ttl=VERSION_TTL_SECONDS
+        )
         self._next = itertools.count(1)
 
     async def find(self, caller: Caller, names: Sequence[str], key: str) -> Found:
@@ -143,9 +146,21 @@ class MemoryEntries:
         return tuple(self._versions.setdefault(name, str(next(self._next))) for name in names)
 
     async def put(self, key: str, versions: Sequence[str], document: Document) -> None:
-        self._entries[key] = (tuple(versions), document)
+        entry = (tuple(versions), document)
+        if _size(entry) <= self._entries.maxsize:
+            self._entries[key] = entry
 
     async def bump(self, names: Sequence[str]) -> None:
         version = str(next(self._next))
         for name in names:
             self._versions[name] = version
+
+
+# Versions a process keeps in memory; a few dozen bytes each.
+_MEMORY_VERSIONS = 100_000
+# What an entry costs besides its document: its key, its versions, the cache's bookkeeping.
+_ENTRY_OVERHEAD_BYTES = 512
+
+
+def _size(entry: tuple[tuple[str, ...], Document]) -> int:
+    return len(entry[1].body) + _ENTRY_OVERHEAD_BYTES
