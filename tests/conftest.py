@@ -112,6 +112,15 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]
         yield app
 
 
+@pytest.fixture
+async def app_with_cors(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app as a browser front end on another origin uses it."""
+    http = settings.http.model_copy(update={"cors_origins": ["https://app.example"]})
+    app = create_app(settings.model_copy(update={"http": http}))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
 @pytest.fixture(autouse=True)
 def fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Rate limits that start from zero and a cache of the test's own, in the app's store under

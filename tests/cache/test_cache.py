@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import literal_column, select
 
 from conduit import cache
@@ -226,3 +226,25 @@ async def test_memory_keeps_documents_within_its_byte_budget() -> None:
     }
 
     assert found == {"first": False, "second": True, "third": True, "huge": False}
+
+
+async def test_a_browser_app_may_revalidate_with_etags(app_with_cors: FastAPI) -> None:
+    origin = {"Origin": "https://app.example"}
+    async with AsyncClient(
+        transport=ASGITransport(app=app_with_cors), base_url="http://test"
+    ) as client:
+        preflight = await client.options(
+            "/api/tags",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "if-none-match",
+            },
+        )
+        response = await client.get("/api/tags", headers=origin)
+
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    exposed = response.headers["Access-Control-Expose-Headers"]
+    assert preflight.status_code == 200
+    assert "if-none-match" in allowed
+    assert "ETag" in {name.strip() for name in exposed.split(",")}

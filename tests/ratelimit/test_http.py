@@ -277,14 +277,6 @@ async def test_an_untrusted_peer_cannot_choose_its_address(app: FastAPI, limits:
     assert [first.status_code, second.status_code] == [200, 429]
 
 
-@pytest.fixture
-async def app_with_cors(settings: Settings) -> AsyncIterator[FastAPI]:
-    http = settings.http.model_copy(update={"cors_origins": ["https://app.example"]})
-    app = create_app(settings.model_copy(update={"http": http}))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
 async def test_a_browser_app_may_read_the_rate_limit_headers(app_with_cors: FastAPI) -> None:
     async with AsyncClient(
         transport=ASGITransport(app=app_with_cors), base_url="http://test"

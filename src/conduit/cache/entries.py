@@ -12,7 +12,7 @@ import itertools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from cachetools import TTLCache
 from fastapi import Request
@@ -90,8 +90,7 @@ class SharedEntries:
             if not self._store.outage.available():
                 return None
             replies = await self._store.run((lookup,))
-        values: list[object] = replies[0]  # type: ignore[assignment]
-        *versions, entry = values
+        *versions, entry = cast("list[bytes | str | None]", replies[0])
         return Found(
             tuple(None if version is None else _text(version) for version in versions),
             None if entry is None else _parse(entry),
@@ -101,7 +100,7 @@ class SharedEntries:
         keys = [self._versions + name for name in names]
         creates = [("SET", key, _new_version(), "EX", VERSION_TTL_SECONDS, "NX") for key in keys]
         replies = await self._store.run([*creates, ("MGET", *keys)])
-        return tuple(_text(version) for version in replies[-1])  # type: ignore[attr-defined]
+        return tuple(_text(version) for version in cast("list[bytes | str]", replies[-1]))
 
     async def put(self, key: str, versions: Sequence[str], document: Document) -> None:
         value = f"{','.join(versions)}\n{document.etag}\n".encode() + document.body
