@@ -18,12 +18,19 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
-from sqlalchemy import delete, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from conduit import cache, migrations
 from conduit.articles.models import ArticleTotal
-from conduit.config import AuthSettings, DatabaseSettings, RedisSettings, Settings
+from conduit.config import (
+    AuthSettings,
+    DatabaseSettings,
+    JobsSettings,
+    RedisSettings,
+    Settings,
+    SmtpSettings,
+)
 from conduit.database import Base, Database, create_engine, transaction
 from conduit.main import create_app
 from conduit.ratelimit.limiter import RateLimiter
@@ -32,6 +39,7 @@ from tests import upstash_rest
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.readers import driver_reader
 from tests.redis_keys import delete_keys
+from tests.smtp import Mailbox, receiving
 from tests.statements import RecordingReader, StatementRecorder
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
@@ -85,7 +93,14 @@ def upstash_endpoint(redis_url: str) -> Iterator[upstash_rest.Endpoint]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_settings: RedisSettings) -> Settings:
+def mailbox() -> Iterator[Mailbox]:
+    """The SMTP server the app sends to."""
+    with receiving() as mailbox:
+        yield mailbox
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_settings: RedisSettings, mailbox: Mailbox) -> Settings:
     return Settings(
         database=DatabaseSettings(url=database_url),
         auth=AuthSettings(
@@ -93,6 +108,12 @@ def settings(database_url: str, redis_settings: RedisSettings) -> Settings:
             previous_secret_keys=[SecretStr(PREVIOUS_TEST_SECRET)],
         ),
         redis=redis_settings,
+        # Jobs run when a test says (`tests.background.run_jobs`), never in another's
+        # background; a failing one is retried at once.
+        jobs=JobsSettings(
+            run_in_api=False, max_attempts=3, retry_base_seconds=0.01, retry_max_seconds=0.02
+        ),
+        smtp=SmtpSettings(host=mailbox.host, port=mailbox.port, starttls=False),
     )
 
 
@@ -185,8 +206,8 @@ async def client(
 
 @pytest.fixture
 async def committing_client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
-    """A client whose requests really commit, for tests of concurrent requests; every table is
-    emptied afterwards (and the article total set back to zero)."""
+    """A client whose requests really commit, for tests of concurrent requests and of the jobs
+    they enqueue; every table is emptied afterwards (and the article total set back to zero)."""
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         yield client
     async with transaction(async_sessionmaker(engine)) as session:
@@ -194,3 +215,5 @@ async def committing_client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[
             if table is not ArticleTotal.__table__:
                 await session.execute(delete(table))
         await session.execute(update(ArticleTotal).values(count=0))
+        if engine.dialect.name == "postgresql":
+            await session.execute(text("TRUNCATE pgqueuer, pgqueuer_log"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.upstash_rest import free_port
+from tests.threaded import free_port
 
 
 class OwnRedis:

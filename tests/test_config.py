@@ -3,15 +3,19 @@ import logging
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from conduit.config import (
     Algorithm,
     DatabaseSettings,
     Environment,
+    JobsBackend,
+    JobsSettings,
+    QStashSettings,
     RateLimitSettings,
     RedisSettings,
     Settings,
+    SmtpSettings,
 )
 from conduit.main import create_app
 from conduit.ratelimit.policies import Policies
@@ -174,3 +178,68 @@ async def test_a_production_process_without_a_shared_store_warns(
             pass
 
     assert [r.msg for r in caplog.records] == ["no_shared_store"]
+
+
+@pytest.mark.anyio
+async def test_a_production_process_without_an_smtp_server_warns(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    production = settings.model_copy(update={"env": Environment.PRODUCTION, "smtp": SmtpSettings()})
+    app = create_app(production)
+
+    with caplog.at_level(logging.WARNING, logger="conduit.main"):
+        async with app.router.lifespan_context(app):
+            pass
+
+    assert "no_smtp_server" in [r.msg for r in caplog.records]
+
+
+_QSTASH = QStashSettings(
+    token=SecretStr("token"),
+    current_signing_key=SecretStr("current"),
+    next_signing_key=SecretStr("next"),
+)
+_SQLITE = DatabaseSettings(url="sqlite:///./conduit.db")
+_POSTGRES = DatabaseSettings(url="postgresql://db/conduit")
+
+
+@pytest.mark.parametrize(
+    ("database", "qstash", "expected"),
+    [
+        (_SQLITE, QStashSettings(), JobsBackend.EMBEDDED),
+        (_POSTGRES, QStashSettings(), JobsBackend.PGQUEUER),
+        (_POSTGRES, _QSTASH, JobsBackend.QSTASH),
+    ],
+)
+def test_the_jobs_backend_follows_from_the_configuration(
+    database: DatabaseSettings, qstash: QStashSettings, expected: JobsBackend
+) -> None:
+    jobs = JobsSettings(qstash_callback_url="https://api.example.com/jobs/qstash")
+    settings = Settings(database=database, qstash=qstash, jobs=jobs)
+    assert settings.jobs_backend is expected
+
+
+@pytest.mark.parametrize(
+    ("database", "jobs", "qstash", "message"),
+    [
+        (_SQLITE, JobsSettings(backend=JobsBackend.PGQUEUER), QStashSettings(), "needs PostgreSQL"),
+        (_POSTGRES, JobsSettings(backend=JobsBackend.EMBEDDED), QStashSettings(), "SQLite only"),
+        (
+            _SQLITE,
+            JobsSettings(backend=JobsBackend.QSTASH),
+            QStashSettings(token=SecretStr("token")),
+            "QSTASH_CURRENT_SIGNING_KEY",
+        ),
+        (_SQLITE, JobsSettings(), _QSTASH, "CONDUIT_JOBS_QSTASH_CALLBACK_URL"),
+    ],
+)
+def test_a_jobs_backend_that_cannot_run_is_refused(
+    database: DatabaseSettings, jobs: JobsSettings, qstash: QStashSettings, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(database=database, jobs=jobs, qstash=qstash)
+
+
+def test_smtp_takes_one_tls_mode() -> None:
+    with pytest.raises(ValidationError, match="not both"):
+        SmtpSettings(starttls=True, implicit_tls=True)

@@ -40,7 +40,10 @@ async def empty_engine(
 
 
 def _differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "include_object": migrations.include_object},
+    )
     return list(compare_metadata(context, Base.metadata))
 
 

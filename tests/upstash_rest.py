@@ -11,20 +11,18 @@ fails stops none of the others). `Authorization: Bearer <token>` is required;
 """
 
 import base64
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import redis.asyncio
-import uvicorn
 from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests import threaded
 
 Reply = None | int | str | list["Reply"]
 
@@ -110,30 +108,8 @@ class Endpoint:
     token: str
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serving(redis_url: str, token: str) -> Iterator[str]:
     """The emulator on a loopback port, in a thread of this process; yields its URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        upstash_app(redis_url, token), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the Upstash REST emulator did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with threaded.serving(upstash_app(redis_url, token), "Upstash REST emulator") as url:
+        yield url

@@ -1,22 +1,29 @@
 """The `conduit` command: `serve` runs the API, `migrate` brings the database schema up to date,
-`seed` fills an empty database with realistic data."""
+`seed` fills an empty database with realistic data, `worker` runs background jobs and `jobs`
+shows and handles them."""
 
 import asyncio
 import os
+import signal
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from functools import partial
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 
-from conduit import migrations
+from conduit import clients, database, migrations
 from conduit import seed as seeding
-from conduit.config import Settings
-from conduit.database import create_engine
+from conduit.config import JobsBackend, Settings
+from conduit.database import Database, create_engine
+from conduit.jobs import admin
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+T = TypeVar("T")
 
 
 def _load_settings() -> Settings:
@@ -116,3 +123,96 @@ def seed(
         raise typer.Exit(code=1) from exc
     summary = ", ".join(f"{count:,} {table}" for table, count in counts.items())
     typer.echo(f"Seeded {summary} in {time.monotonic() - started:.1f} s.")
+
+
+async def _work(settings: Settings, *, drain: bool) -> None:
+    async with clients.connect(settings, run_embedded_jobs=False) as connected:
+        jobs = connected.jobs
+        loop = asyncio.get_running_loop()
+        concurrency = settings.jobs.concurrency
+        typer.echo(f"Running {jobs.backend} jobs, {concurrency} at a time.", err=True)
+        if jobs.embedded is None:
+            from conduit.jobs import postgres  # noqa: PLC0415 (PgQueuer only where it is used)
+
+            stop = asyncio.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await postgres.work(jobs.context, jobs.tasks, jobs.schedules, stop=stop, drain=drain)
+        elif drain:
+            while await jobs.embedded.run_due(jobs.context):
+                pass
+        else:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, jobs.embedded.stop)
+            await jobs.embedded.run_forever(jobs.context)
+
+
+@app.command()
+def worker(
+    drain: Annotated[
+        bool, typer.Option(help="Exit once no job is due, instead of waiting for more.")
+    ] = False,
+) -> None:
+    """Run background jobs until SIGTERM or Ctrl-C, which let the running ones finish. Start
+    any number, on any number of machines (PostgreSQL); on the embedded default (SQLite), the
+    API runs jobs itself unless CONDUIT_JOBS_RUN_IN_API=false."""
+    settings = _load_settings()
+    if settings.jobs_backend is JobsBackend.QSTASH:
+        typer.echo(
+            "Jobs are delivered by QStash to the API (POST /jobs/qstash): there is no worker "
+            "to run.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    asyncio.run(_work(settings, drain=drain))
+
+
+jobs_app = typer.Typer(no_args_is_help=True, help="Show, retry and discard background jobs.")
+app.add_typer(jobs_app, name="jobs")
+
+
+async def _with_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    async with database.connect(settings.database) as db:
+        return await action(db)
+
+
+@jobs_app.command("list")
+def list_jobs(
+    status: Annotated[admin.Shown | None, typer.Option(help="Only the jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """The jobs waiting, running and held as failed, newest first."""
+    settings = _load_settings()
+    listed = asyncio.run(
+        _with_database(settings, partial(admin.listing, settings, status=status, limit=limit))
+    )
+    for job in listed:
+        error = f"  {job.error}" if job.error else ""
+        typer.echo(
+            f"{job.id}  {job.task:<36} {job.status:<9} attempts={job.attempts} "
+            f"at={job.at.isoformat(timespec='seconds')}{error}"
+        )
+    typer.echo(f"{len(listed)} job(s).", err=True)
+
+
+def _act(action: Callable[[Settings, Database, list[str]], Awaitable[int]], ids: list[str]) -> int:
+    settings = _load_settings()
+    try:
+        return asyncio.run(_with_database(settings, lambda db: action(settings, db, ids)))
+    except admin.UnknownJobId as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@jobs_app.command()
+def retry(ids: Annotated[list[str], typer.Argument(help="Ids of failed jobs.")]) -> None:
+    """Queue failed jobs again, their attempts back to zero."""
+    typer.echo(f"{_act(admin.retry, ids)} job(s) queued again.")
+
+
+@jobs_app.command()
+def discard(
+    ids: Annotated[list[str], typer.Argument(help="Ids of queued or failed jobs.")],
+) -> None:
+    """Delete queued or failed jobs for good."""
+    typer.echo(f"{_act(admin.discard, ids)} job(s) discarded.")

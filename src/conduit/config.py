@@ -235,6 +235,88 @@ class CacheSettings(BaseSettings):
     memory_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024**3)
 
 
+class JobsBackend(StrEnum):
+    # Conduit's own table, run by the API process itself: SQLite, one machine.
+    EMBEDDED = "embedded"
+    # PgQueuer's tables in the same PostgreSQL, run by `conduit worker` processes.
+    PGQUEUER = "pgqueuer"
+    # Conduit's own table, delivered by QStash to `POST /jobs/qstash`.
+    QSTASH = "qstash"
+
+
+class JobsSettings(BaseSettings):
+    """Background jobs (docs/jobs.md). Unset, the backend follows from the rest of the
+    configuration: QStash when QSTASH_TOKEN is set, else PgQueuer on PostgreSQL, else embedded."""
+
+    model_config = SettingsConfigDict(env_prefix="CONDUIT_JOBS_", extra="ignore")
+
+    backend: JobsBackend | None = None
+    # The embedded backend: run jobs in the API process (false: only in `conduit worker`).
+    run_in_api: bool = True
+    # Runs of a failing job before it is held as failed (the dead letter).
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    # The n-th retry waits between half and all of min(base * 2^(n-1), max).
+    retry_base_seconds: float = Field(default=2.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    # A run that takes longer is cancelled and counts as a failed attempt.
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # PgQueuer: a job whose worker has not signalled for this long (killed, partitioned) is
+    # taken by another worker.
+    heartbeat_timeout_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # Jobs one worker process runs at once.
+    concurrency: int = Field(default=10, ge=1, le=1000)
+    # Followers notified per statement when an author publishes.
+    fan_out_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # The URL QStash delivers to: this deployment's public `.../jobs/qstash`.
+    qstash_callback_url: str | None = None
+
+    @field_validator("qstash_callback_url")
+    @classmethod
+    def https_callback(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("CONDUIT_JOBS_QSTASH_CALLBACK_URL must be an http(s):// URL")
+        return value
+
+
+class QStashSettings(BaseSettings):
+    """Upstash QStash, by its platform-standard variables."""
+
+    model_config = SettingsConfigDict(env_prefix="QSTASH_", extra="ignore")
+
+    token: SecretStr | None = None
+    current_signing_key: SecretStr | None = None
+    next_signing_key: SecretStr | None = None
+    # The API's base URL (unset: the SDK's default, Upstash's own).
+    url: str | None = None
+
+
+class SmtpSettings(BaseSettings):
+    """Where email goes. With no host, every email is written to the log instead (the
+    embedded default); in production only its recipient and subject are."""
+
+    model_config = SettingsConfigDict(env_prefix="CONDUIT_SMTP_", extra="ignore")
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65_535)
+    username: str | None = None
+    password: SecretStr | None = None
+    # STARTTLS after connecting (port 587), or TLS from the first byte (port 465).
+    starttls: bool = True
+    implicit_tls: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    sender: str = "Conduit <no-reply@conduit.localhost>"
+    # Where a password-reset email sends its reader; `{token}` is replaced by the token.
+    password_reset_url: str | None = None
+
+    @model_validator(mode="after")
+    def one_tls_mode(self) -> "SmtpSettings":
+        if self.starttls and self.implicit_tls:
+            raise ValueError(
+                "set one of CONDUIT_SMTP_STARTTLS and CONDUIT_SMTP_IMPLICIT_TLS, not both"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONDUIT_", extra="ignore")
 
@@ -245,6 +327,9 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    qstash: QStashSettings = Field(default_factory=QStashSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @model_validator(mode="after")
     def refuse_default_secret_in_production(self) -> "Settings":
@@ -254,6 +339,41 @@ class Settings(BaseSettings):
         ):
             raise ValueError("CONDUIT_SECRET_KEY must be set in production")
         return self
+
+    @model_validator(mode="after")
+    def jobs_backend_fits(self) -> "Settings":
+        backend = self.jobs_backend
+        if backend is JobsBackend.PGQUEUER and self.database.is_sqlite:
+            raise ValueError("the pgqueuer jobs backend needs PostgreSQL (DATABASE_URL)")
+        if backend is JobsBackend.EMBEDDED and not self.database.is_sqlite:
+            raise ValueError(
+                "the embedded jobs backend runs on SQLite only; on PostgreSQL use pgqueuer "
+                "(`conduit worker`) or qstash"
+            )
+        if backend is JobsBackend.QSTASH:
+            qstash = self.qstash
+            if qstash.token is None or None in (
+                qstash.current_signing_key,
+                qstash.next_signing_key,
+            ):
+                raise ValueError(
+                    "the qstash jobs backend needs QSTASH_TOKEN, QSTASH_CURRENT_SIGNING_KEY "
+                    "and QSTASH_NEXT_SIGNING_KEY"
+                )
+            if self.jobs.qstash_callback_url is None:
+                raise ValueError(
+                    "the qstash jobs backend needs CONDUIT_JOBS_QSTASH_CALLBACK_URL, the public "
+                    "URL of this deployment's /jobs/qstash"
+                )
+        return self
+
+    @property
+    def jobs_backend(self) -> JobsBackend:
+        if self.jobs.backend is not None:
+            return self.jobs.backend
+        if self.qstash.token is not None:
+            return JobsBackend.QSTASH
+        return JobsBackend.EMBEDDED if self.database.is_sqlite else JobsBackend.PGQUEUER
 
     @property
     def docs_enabled(self) -> bool:

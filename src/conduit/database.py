@@ -424,6 +424,9 @@ def database_of(request: Request) -> Database:
 # Where a unit of work's session keeps the process's read cache, which invalidates what the
 # services say they changed (`conduit.cache.changed`) once the unit of work commits.
 CACHE = "conduit.cache"
+# And the process's job queue, which records the jobs the services enqueue in the same
+# transaction (`conduit.jobs.enqueue`).
+JOBS = "conduit.jobs"
 
 
 async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
@@ -431,6 +434,7 @@ async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     sent, and rolled back if anything raised."""
     async with transaction(database_of(request).sessions) as session:
         session.info[CACHE] = request.app.state.cache
+        session.info[JOBS] = request.app.state.queue
         yield session
 
 

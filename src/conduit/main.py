@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import cache, database, kv
+from conduit import clients, kv
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.dependencies import document_security
@@ -17,9 +17,10 @@ from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
 from conduit.cache.anonymous import AnonymousReads
 from conduit.comments.router import router as comments_router
-from conduit.config import Environment, Settings
+from conduit.config import Environment, JobsBackend, Settings
 from conduit.errors import register_error_handlers
 from conduit.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from conduit.notifications.router import router as notifications_router
 from conduit.profiles.router import router as profiles_router
 from conduit.ratelimit.dependencies import RateLimitHeadersMiddleware
 from conduit.ratelimit.limiter import RateLimiter
@@ -70,22 +71,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         """Every client of the process is created here and closed on shutdown."""
-        async with (
-            database.connect(settings.database) as db,
-            kv.connect(settings.redis) as store,
-            cache.connect(
-                settings.cache, store, prefix=settings.redis.key_prefix, dialect=db.engine.dialect
-            ) as read_cache,
-        ):
-            if isinstance(store, kv.Memory) and settings.env is Environment.PRODUCTION:
+        async with clients.connect(
+            settings, run_embedded_jobs=settings.jobs.run_in_api
+        ) as connected:
+            store = connected.store
+            production = settings.env is Environment.PRODUCTION
+            if isinstance(store, kv.Memory) and production:
                 logger.warning(
                     "no_shared_store",
                     extra={"detail": "rate limits and the cache are this process's; set REDIS_URL"},
                 )
+            if settings.smtp.host is None and production:
+                logger.warning(
+                    "no_smtp_server",
+                    extra={"detail": "emails are logged, not sent; set CONDUIT_SMTP_HOST"},
+                )
             app.state.settings = settings
-            app.state.database = db
+            app.state.database = connected.database
             app.state.store = store
-            app.state.cache = read_cache
+            app.state.cache = connected.cache
+            app.state.jobs = connected.jobs
+            app.state.queue = connected.jobs.queue
             app.state.password_hasher = PasswordHasher(settings.auth.hash_concurrency)
             app.state.rate_limiter = (
                 RateLimiter(
@@ -138,10 +144,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         profiles_router,
         auth_router,
         api_keys_router,
+        notifications_router,
     )
     # Included straight into the app: a shared /api router in between is one more level of
     # route matching on every request.
     for router in routers:
         app.include_router(router, prefix="/api")
     document_security(app, routers, prefix="/api")
+    if settings.jobs_backend is JobsBackend.QSTASH:
+        from conduit.jobs import qstash  # noqa: PLC0415 (the SDK only where QStash is used)
+
+        app.include_router(qstash.router)
     return app

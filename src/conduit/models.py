@@ -2,9 +2,12 @@
 
 from conduit.api_keys.models import ApiKey
 from conduit.articles.models import Article, ArticleTotal, Favorite
-from conduit.auth.models import AuthSession, RefreshToken, User
+from conduit.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
 from conduit.comments.models import Comment
 from conduit.database import Base
+from conduit.jobs.outbox import JobRecord
+from conduit.mail import SentEmail
+from conduit.notifications.models import Notification
 from conduit.profiles.models import Follow
 from conduit.tags.models import ArticleTag, Tag
 
@@ -18,7 +21,11 @@ __all__ = [
     "Comment",
     "Favorite",
     "Follow",
+    "JobRecord",
+    "Notification",
+    "PasswordResetToken",
     "RefreshToken",
+    "SentEmail",
     "Tag",
     "User",
 ]

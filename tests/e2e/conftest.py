@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pytest
 
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.redis_keys import delete_keys
+from tests.threaded import free_port
 from tests.upstash_rest import serving as serving_upstash
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -178,13 +178,6 @@ class ConduitServer:
         return f"Server {self.base_url} {state}; tail of {self.log_path}:\n{_tail(log)}"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 # The servers' shared store is chosen by the tests (TEST_REDIS_URL), never inherited.
 _STORE_VARIABLES = frozenset({"REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"})
 
@@ -248,18 +241,14 @@ def shared_store_env(kind: str) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def serving(
-    env: dict[str, str], workdir: Path, name: str = "server", *, workers: int = 1
-) -> Iterator[ConduitServer]:
-    """A real ``python -m conduit serve`` process on a free loopback port, ready to serve; its
-    log is `workdir / <name>.log`."""
-    port = _free_port()
-    log_path = workdir / f"{name}.log"
-    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+def _conduit(
+    arguments: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m conduit <arguments>``, its output in `log_path`, stopped afterwards."""
     with ExitStack() as stack:
         log = stack.enter_context(log_path.open("wb"))
         process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "conduit", *serve],
+            [sys.executable, "-m", "conduit", *arguments],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -267,11 +256,53 @@ def serving(
             stderr=subprocess.STDOUT,
         )
         stack.callback(_stop, process)
+        yield process
+
+
+@contextmanager
+def serving(
+    env: dict[str, str],
+    workdir: Path,
+    name: str = "server",
+    *,
+    workers: int = 1,
+    port: int | None = None,
+) -> Iterator[ConduitServer]:
+    """A real ``python -m conduit serve`` process on `port` (a free loopback port by default),
+    ready to serve; its log is `workdir / <name>.log`."""
+    port = port or free_port()
+    log_path = workdir / f"{name}.log"
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with _conduit(serve, env, log_path) as process:
         server = ConduitServer(
             base_url=f"http://127.0.0.1:{port}", log_path=log_path, process=process
         )
         _wait_until_ready(server)
         yield server
+
+
+@dataclass(frozen=True)
+class Worker:
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def working(env: dict[str, str], workdir: Path, name: str = "worker") -> Iterator[Worker]:
+    """A real ``python -m conduit worker`` process, running jobs; its log is
+    `workdir / <name>.log`."""
+    log_path = workdir / f"{name}.log"
+    with _conduit(["worker"], env, log_path) as process:
+        worker = Worker(log_path=log_path, process=process)
+        deadline = time.monotonic() + SERVER_READY_TIMEOUT
+        while "jobs," not in worker.log():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"The worker did not start:\n{_tail(worker.log())}", pytrace=False)
+            time.sleep(0.05)
+        yield worker
 
 
 @contextmanager

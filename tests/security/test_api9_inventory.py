@@ -12,6 +12,8 @@ PUBLIC = {
     ("POST", "/api/users/login"),
     ("POST", "/api/auth/token"),
     ("POST", "/api/auth/refresh"),
+    ("POST", "/api/users/password-reset"),
+    ("POST", "/api/users/password-reset/confirm"),
     ("GET", "/api/tags"),
 }
 AUTHENTICATED = {
@@ -36,6 +38,8 @@ AUTHENTICATED = {
     ("GET", "/api/articles/{slug}/comments"),
     ("POST", "/api/articles/{slug}/comments"),
     ("DELETE", "/api/articles/{slug}/comments/{comment_id}"),
+    ("GET", "/api/notifications"),
+    ("POST", "/api/notifications/read"),
 }
 
 

@@ -12,6 +12,7 @@ from conduit.auth.principal import Account
 from conduit.cache import versions as cached
 from conduit.database import insert, utcnow
 from conduit.errors import Conflict, Forbidden
+from conduit.notifications import tasks as notifications
 from conduit.tags import service as tags_service
 
 SLUG_MAX_LENGTH = 100
@@ -52,6 +53,7 @@ async def create(session: AsyncSession, *, author: Account, new: NewArticle) -> 
         if article_id is not None:
             await tags_service.set_article_tags(session, article_id=article_id, names=new.tag_list)
             cached.changed(session, cached.ARTICLES, cached.TAGS, cached.article(slug))
+            await notifications.published(session, article_id=article_id, author_id=author.id)
             return slug
     raise Conflict("slug")
 

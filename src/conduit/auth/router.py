@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from conduit.auth import service, sessions
+from conduit.auth import password_reset, service, sessions
 from conduit.auth.dependencies import (
     AppSettings,
     CurrentPrincipal,
@@ -15,6 +15,8 @@ from conduit.auth.principal import Account
 from conduit.auth.schemas import (
     LoginUserRequest,
     NewUserRequest,
+    PasswordResetConfirmation,
+    PasswordResetRequest,
     RefreshRequest,
     TokenResponse,
     UpdateUserRequest,
@@ -76,6 +78,34 @@ async def login(
     return _user_response(
         user, await sessions.realworld_token(session, settings.auth, user_id=user.id)
     )
+
+
+@router.post(
+    "/users/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[SignInLimit],
+    responses=responses(422),
+)
+async def request_password_reset(body: PasswordResetRequest, session: Session) -> Response:
+    """Email a password-reset token, valid for 30 minutes, to the address if it has an account.
+    The answer is the same whether or not it has one."""
+    await password_reset.request(session, email=body.user.email)
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post(
+    "/users/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[SignInLimit],
+    responses=responses(422),
+)
+async def confirm_password_reset(
+    body: PasswordResetConfirmation, session: Session, hasher: Hasher
+) -> Response:
+    """Set a new password with an emailed token. The token works once, and every session of
+    the account ends: sign in again with the new password."""
+    await password_reset.confirm(session, hasher, token=body.token, password=body.password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/user", responses=responses(401, 403))

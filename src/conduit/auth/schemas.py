@@ -114,3 +114,16 @@ class TokenResponse(BaseModel):
 
 class RefreshRequest(BaseModel):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+class PasswordResetUser(Schema):
+    email: Email
+
+
+class PasswordResetRequest(Schema):
+    user: PasswordResetUser
+
+
+class PasswordResetConfirmation(Schema):
+    token: Annotated[str, NotBlank, Field(max_length=200)]
+    password: Password

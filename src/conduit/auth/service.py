@@ -2,7 +2,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.auth import sessions
+from conduit.auth import sessions, tasks
 from conduit.auth.models import User
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.principal import Principal
@@ -53,6 +53,7 @@ async def register(session: AsyncSession, hasher: PasswordHasher, *, new_user: N
         password_hash=await hasher.hash(new_user.password),
     )
     await _flush_unique(session, user, exclude_id=None)
+    await tasks.welcome(session, user_id=user.id)
     return user
 
 

@@ -9,6 +9,7 @@ from conduit.cache import versions as cached
 from conduit.comments.models import Comment
 from conduit.database import utcnow
 from conduit.errors import Forbidden, NotFound
+from conduit.notifications import tasks as notifications
 
 
 async def add_comment(
@@ -21,6 +22,7 @@ async def add_comment(
     session.add(comment)
     await session.flush()
     cached.changed(session, cached.comments(article.slug))
+    await notifications.commented(session, comment_id=comment.id)
     return comment.id
 
 

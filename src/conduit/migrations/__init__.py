@@ -7,6 +7,12 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
+def include_object(_: object, name: str | None, type_: str, reflected: bool, __: object) -> bool:
+    """PgQueuer's tables are PgQueuer's: created by a migration, never compared with Conduit's
+    models."""
+    return not (reflected and type_ == "table" and (name or "").startswith("pgqueuer"))
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", "conduit:migrations")

@@ -5,6 +5,7 @@ from sqlalchemy import Connection
 
 from conduit.config import DatabaseSettings
 from conduit.database import create_engine
+from conduit.migrations import include_object
 from conduit.models import Base
 
 config = context.config
@@ -14,6 +15,7 @@ def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
+        include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

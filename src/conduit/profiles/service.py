@@ -7,6 +7,7 @@ from conduit.auth.principal import Account
 from conduit.cache import versions as cached
 from conduit.database import insert
 from conduit.errors import NotFound, Unprocessable
+from conduit.notifications import tasks as notifications
 from conduit.profiles import reads
 from conduit.profiles.models import Follow
 
@@ -22,12 +23,15 @@ async def follow(session: AsyncSession, *, username: str, follower: Account) -> 
     followee_id = await _id_of(session, username)
     if followee_id == follower.id:
         raise Unprocessable("profile", "can't follow yourself")
-    await session.execute(
+    followed = await session.scalar(
         insert(session, Follow)
         .values(follower_id=follower.id, followee_id=followee_id)
         .on_conflict_do_nothing()
+        .returning(Follow.followee_id)
     )
     cached.changed(session, cached.follows(follower.id))
+    if followed is not None:
+        await notifications.followed(session, follower_id=follower.id, followee_id=followee_id)
 
 
 async def unfollow(session: AsyncSession, *, username: str, follower: Account) -> None:

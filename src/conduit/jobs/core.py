@@ -1,0 +1,158 @@
+"""Tasks, jobs, and how a unit of work enqueues them.
+
+A `Task` is a named handler with a Pydantic model of its arguments. `enqueue` records a job (a
+task, its arguments and a fresh id) in the unit of work's transaction, through the process's
+`Queue`: the job exists if and only if the transaction commits. Whatever backend then runs it
+calls `run`, which gives the handler a unit of work of its own (`JobContext`).
+"""
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, Protocol, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.cache import Cache, Uncached
+from conduit.config import JobsSettings, Settings
+from conduit.database import CACHE, JOBS, Database, transaction
+from conduit.mail import Mailer
+
+logger = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=BaseModel)
+
+
+class Arguments(BaseModel):
+    """What a task is given: ids and values, never ORM objects."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One run of a task, as every backend stores and transmits it."""
+
+    id: uuid.UUID
+    task: str
+    arguments: Mapping[str, Any]
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"id": str(self.id), "task": self.task, "arguments": self.arguments})
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> "Job":
+        message = _Message.model_validate_json(data)
+        return cls(id=message.id, task=message.task, arguments=message.arguments)
+
+
+class _Message(BaseModel):
+    id: uuid.UUID
+    task: str
+    arguments: dict[str, Any]
+
+
+class Queue(Protocol):
+    """Where the process's units of work put jobs: inside their transaction."""
+
+    async def put(self, session: AsyncSession, job: Job, *, delay: timedelta | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a running job may use: the process's clients, and units of work of its own."""
+
+    settings: Settings
+    database: Database
+    queue: Queue
+    cache: Cache | Uncached
+    mailer: Mailer
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        async with transaction(self.database.sessions) as session:
+            session.info[CACHE] = self.cache
+            session.info[JOBS] = self.queue
+            yield session
+
+
+Handler = Callable[[JobContext, Job, A], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Task(Generic[A]):
+    name: str
+    arguments: type[A]
+    handler: Handler[A]
+
+    async def run(self, context: JobContext, job: Job) -> None:
+        await self.handler(context, job, self.arguments.model_validate(job.arguments))
+
+
+def task(name: str, arguments: type[A]) -> Callable[[Handler[A]], Task[A]]:
+    """Declare a task: `@task("notifications.followed", Followed)` over its handler."""
+
+    def declare(handler: Handler[A]) -> Task[A]:
+        return Task(name, arguments, handler)
+
+    return declare
+
+
+async def enqueue(
+    session: AsyncSession, task: Task[A], arguments: A, *, delay: timedelta | None = None
+) -> uuid.UUID:
+    """Record a run of `task` in the session's transaction; it runs once that commits, after
+    `delay` if given, and never if it rolls back. Returns the job's id."""
+    job = Job(id=uuid.uuid4(), task=task.name, arguments=arguments.model_dump(mode="json"))
+    queue: Queue = session.info[JOBS]
+    await queue.put(session, job, delay=delay)
+    return job.id
+
+
+class UnknownTask(Exception):
+    """A job names a task this process does not have (a newer release enqueued it)."""
+
+
+class InvalidJob(Exception):
+    """A job's message is not a job, or its arguments are not its task's."""
+
+
+async def run(
+    context: JobContext, tasks: Mapping[str, Task[Any]], job: Job, *, attempt: int
+) -> None:
+    """Run `job` (its `attempt`-th run) within the configured time. A failure is logged, with
+    whether it was the last attempt, and raised for the backend to retry or hold the job."""
+    extra = {"job_id": str(job.id), "task": job.task, "attempt": attempt}
+    try:
+        async with asyncio.timeout(context.settings.jobs.timeout_seconds):
+            await _run(tasks, context, job)
+    except Exception:
+        last = attempt >= context.settings.jobs.max_attempts
+        logger.warning("job_failed", exc_info=True, extra=extra | {"last_attempt": last})
+        raise
+    logger.info("job_done", extra=extra)
+
+
+async def _run(tasks: Mapping[str, Task[Any]], context: JobContext, job: Job) -> None:
+    task = tasks.get(job.task)
+    if task is None:
+        raise UnknownTask(job.task)
+    try:
+        await task.run(context, job)
+    except ValidationError as error:
+        raise InvalidJob(f"{job.task}: {error}") from error
+
+
+def retry_delay(settings: JobsSettings, attempt: int) -> timedelta:
+    """How long the `attempt`-th failure (1 for the first) waits before the next run:
+    exponential, capped, with "equal jitter", so that jobs that failed together (an outage)
+    do not all come back at once, and each wait is at least half the previous cap."""
+    cap = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
+    return timedelta(seconds=cap / 2 + random.uniform(0, cap / 2))  # noqa: S311 (jitter, not a secret)

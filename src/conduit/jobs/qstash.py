@@ -1,0 +1,186 @@
+"""Jobs delivered by Upstash QStash, for hosts that run no process of their own between requests
+(serverless).
+
+A job is a row of the `jobs` outbox (`conduit.jobs.outbox`), written in its unit of work's
+transaction. Once that commits, it is published to QStash with the job's id as deduplication
+id; QStash delivers it, signed, to `POST /jobs/qstash`, and retries it while the answer is not
+a success. A row whose publication failed (QStash unreachable, the process killed right after
+commit) stays queued, and the relay of any API process publishes it again a little later:
+QStash's deduplication and the tasks' own idempotence make a second publication harmless.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.responses import JSONResponse
+from qstash import AsyncQStash, Receiver
+from qstash.errors import QStashError, SignatureError
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from conduit.config import Settings
+from conduit.database import Database, transaction, utcnow
+from conduit.errors import Unauthorized, Unprocessable
+from conduit.jobs.core import Job, JobContext, Task, run
+from conduit.jobs.outbox import JobRecord, Status
+
+logger = logging.getLogger(__name__)
+
+# A row still queued this long after its commit was not published by its request.
+RELAY_AFTER_SECONDS = 30
+RELAY_EVERY_SECONDS = 60.0
+RELAY_BATCH = 100
+# Scheduled deliveries carry a fixed id per task.
+_SCHEDULE_NAMESPACE = uuid.UUID("6f2d3c9e-5d1f-4e8b-9a57-3c1a2b4d5e6f")
+
+
+class Publisher:
+    def __init__(self, client: AsyncQStash, settings: Settings, database: Database) -> None:
+        self._client = client
+        self._settings = settings
+        self._database = database
+        self._callback_url = settings.jobs.qstash_callback_url or ""
+
+    async def publish(self, records: Sequence[JobRecord]) -> None:
+        """Hand committed jobs to QStash, and mark those it took."""
+        published = []
+        for record in records:
+            delay = max(0, int((record.run_after - utcnow()).total_seconds()))
+            try:
+                await self._client.message.publish(
+                    url=self._callback_url,
+                    body=record.job().encode(),
+                    content_type="application/json",
+                    deduplication_id=str(record.id),
+                    retries=self._settings.jobs.max_attempts - 1,
+                    delay=delay or None,
+                )
+            except (QStashError, httpx.HTTPError) as error:
+                logger.warning(
+                    "job_publish_failed", extra={"job_id": str(record.id), "error": str(error)}
+                )
+                continue
+            published.append(record.id)
+        if published:
+            async with transaction(self._database.sessions) as session:
+                await session.execute(
+                    update(JobRecord)
+                    .where(JobRecord.id.in_(published), JobRecord.status == Status.QUEUED)
+                    .values(status=Status.PUBLISHED)
+                )
+
+    async def relay_forever(self) -> None:
+        while True:
+            try:
+                await self.relay()
+            except SQLAlchemyError as error:
+                logger.warning("jobs_relay_failed", extra={"error": str(error)})
+            await asyncio.sleep(RELAY_EVERY_SECONDS)
+
+    async def relay(self) -> None:
+        """Publish the rows their own request did not."""
+        cutoff = utcnow() - timedelta(seconds=RELAY_AFTER_SECONDS)
+        async with self._database.sessions() as session:
+            records = list(
+                await session.scalars(
+                    select(JobRecord)
+                    .where(JobRecord.status == Status.QUEUED, JobRecord.created_at <= cutoff)
+                    .order_by(JobRecord.created_at)
+                    .limit(RELAY_BATCH)
+                )
+            )
+        await self.publish(records)
+
+    async def schedule(self, schedules: Mapping[str, str]) -> None:
+        """Create or update QStash's schedule of each periodic task (its id is the task's)."""
+        for name, cron in schedules.items():
+            job = Job(id=uuid.uuid5(_SCHEDULE_NAMESPACE, name), task=name, arguments={})
+            try:
+                await self._client.schedule.create(
+                    destination=self._callback_url,
+                    cron=cron,
+                    body=job.encode(),
+                    content_type="application/json",
+                    schedule_id=f"conduit-{name}",
+                    retries=self._settings.jobs.max_attempts - 1,
+                )
+            except (QStashError, httpx.HTTPError) as error:
+                logger.warning("job_schedule_failed", extra={"task": name, "error": str(error)})
+
+
+@asynccontextmanager
+async def client(settings: Settings) -> AsyncIterator[AsyncQStash]:
+    token = settings.qstash.token
+    qstash = AsyncQStash(token.get_secret_value() if token else "", base_url=settings.qstash.url)
+    try:
+        yield qstash
+    finally:
+        # The SDK has no close of its own.
+        await qstash.http._client.aclose()
+
+
+def receiver(settings: Settings) -> Receiver:
+    current, next_ = settings.qstash.current_signing_key, settings.qstash.next_signing_key
+    return Receiver(
+        current_signing_key=current.get_secret_value() if current else "",
+        next_signing_key=next_.get_secret_value() if next_ else "",
+    )
+
+
+router = APIRouter()
+
+
+@router.post("/jobs/qstash", include_in_schema=False, status_code=status.HTTP_204_NO_CONTENT)
+async def deliver(
+    request: Request,
+    upstash_signature: Annotated[str, Header()] = "",
+    upstash_retried: Annotated[int, Header(ge=0)] = 0,
+) -> Response:
+    """Run a job QStash delivers. Only QStash's signature (current or next key) over this very
+    body and URL is accepted. A failure answers 503, and QStash retries."""
+    jobs = request.app.state.jobs
+    context: JobContext = jobs.context
+    tasks: Mapping[str, Task[Any]] = jobs.tasks
+    body = await request.body()
+    try:
+        jobs.receiver.verify(
+            signature=upstash_signature,
+            body=body.decode(),
+            url=context.settings.jobs.qstash_callback_url,
+        )
+    except (SignatureError, UnicodeDecodeError) as error:
+        raise Unauthorized("signature", "is not QStash's") from error
+    try:
+        job = Job.decode(body)
+    except ValueError as error:
+        raise Unprocessable("job", "is not a job") from error
+    attempt = upstash_retried + 1
+    try:
+        await run(context, tasks, job, attempt=attempt)
+    except Exception:  # noqa: BLE001 (logged by `run`; QStash retries on this answer)
+        if attempt >= context.settings.jobs.max_attempts:
+            await _record(context.database, job, Status.FAILED)
+        return JSONResponse(
+            {"errors": {"job": ["failed; QStash will retry it"]}},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    await _record(context.database, job, None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _record(database: Database, job: Job, outcome: Status | None) -> None:
+    """Delete the job's row once it ran, or hold it as failed."""
+    async with transaction(database.sessions) as session:
+        if outcome is None:
+            await session.execute(delete(JobRecord).where(JobRecord.id == job.id))
+        else:
+            await session.execute(
+                update(JobRecord).where(JobRecord.id == job.id).values(status=outcome)
+            )

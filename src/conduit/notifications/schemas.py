@@ -1,0 +1,51 @@
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from conduit.notifications.models import Kind
+from conduit.profiles.schemas import Profile
+from conduit.schemas import Schema, Timestamp
+
+# What one request may mark as read by id.
+MAX_IDS = 100
+
+
+class ArticleRef(Schema):
+    slug: str
+    title: str
+
+
+class CommentRef(Schema):
+    id: int
+    body: str
+
+
+class Notification(Schema):
+    id: str
+    kind: Kind
+    created_at: Timestamp
+    read: bool
+    actor: Profile
+    article: ArticleRef | None
+    comment: CommentRef | None
+
+
+class NotificationsResponse(Schema):
+    notifications: list[Notification]
+    notifications_count: int
+    unread_count: int
+
+
+class MarkRead(Schema):
+    """`{"ids": [...]}` marks those of yours as read, `{"all": true}` every one of yours."""
+
+    ids: list[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$")]] | None = Field(
+        default=None, min_length=1, max_length=MAX_IDS
+    )
+    all: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def ids_or_all(self) -> "MarkRead":
+        if (self.ids is None) == (self.all is None):
+            raise ValueError('send either "ids" or "all": true')
+        return self

@@ -1,0 +1,143 @@
+"""The jobs that write notifications, one per event; each writes a recipient's notification
+once, whatever the number of runs (`Notification.job_id`)."""
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.articles import Article
+from conduit.comments.models import Comment
+from conduit.database import insert, utcnow
+from conduit.jobs import Arguments, Job, JobContext, enqueue, task
+from conduit.notifications.models import Kind, Notification
+from conduit.profiles.models import Follow
+
+
+class Event(Arguments):
+    # When it happened, which is when its notifications are dated (jobs may run in any order).
+    at: datetime
+
+
+class Published(Event):
+    article_id: int
+    author_id: int
+
+
+class Commented(Event):
+    comment_id: int
+
+
+class Followed(Event):
+    follower_id: int
+    followee_id: int
+
+
+async def _notify(
+    session: AsyncSession, job: Job, event: Event, rows: list[dict[str, object]]
+) -> None:
+    if rows:
+        await session.execute(
+            insert(session, Notification)
+            .values([row | {"job_id": job.id, "created_at": event.at} for row in rows])
+            .on_conflict_do_nothing(index_elements=["job_id", "recipient_id"])
+        )
+
+
+async def published(session: AsyncSession, *, article_id: int, author_id: int) -> None:
+    event = Published(at=utcnow(), article_id=article_id, author_id=author_id)
+    await enqueue(session, article_published, event)
+
+
+async def commented(session: AsyncSession, *, comment_id: int) -> None:
+    await enqueue(session, comment_created, Commented(at=utcnow(), comment_id=comment_id))
+
+
+async def followed(session: AsyncSession, *, follower_id: int, followee_id: int) -> None:
+    event = Followed(at=utcnow(), follower_id=follower_id, followee_id=followee_id)
+    await enqueue(session, user_followed, event)
+
+
+@task("notifications.article_published", Published)
+async def article_published(context: JobContext, job: Job, event: Published) -> None:
+    """Every follower of the author, `fan_out_batch_size` at a time, each batch a transaction
+    of its own: a run that fails half-way resumes where it may, and writes nobody twice."""
+    batch_size = context.settings.jobs.fan_out_batch_size
+    after = 0
+    while True:
+        async with context.unit_of_work() as session:
+            if await session.get(Article, event.article_id) is None:
+                return
+            followers = list(
+                await session.scalars(
+                    select(Follow.follower_id)
+                    .where(Follow.followee_id == event.author_id, Follow.follower_id > after)
+                    .order_by(Follow.follower_id)
+                    .limit(batch_size)
+                )
+            )
+            await _notify(
+                session,
+                job,
+                event,
+                [
+                    {
+                        "recipient_id": follower_id,
+                        "kind": Kind.ARTICLE_PUBLISHED,
+                        "actor_id": event.author_id,
+                        "article_id": event.article_id,
+                    }
+                    for follower_id in followers
+                ],
+            )
+        if len(followers) < batch_size:
+            return
+        after = followers[-1]
+
+
+@task("notifications.comment_created", Commented)
+async def comment_created(context: JobContext, job: Job, event: Commented) -> None:
+    """The article's author, unless they wrote the comment."""
+    async with context.unit_of_work() as session:
+        found = (
+            await session.execute(
+                select(Comment.author_id, Comment.article_id, Article.author_id)
+                .join(Article, Article.id == Comment.article_id)
+                .where(Comment.id == event.comment_id)
+            )
+        ).one_or_none()
+        if found is None:
+            return
+        commenter_id, article_id, author_id = found
+        if commenter_id != author_id:
+            await _notify(
+                session,
+                job,
+                event,
+                [
+                    {
+                        "recipient_id": author_id,
+                        "kind": Kind.COMMENT_CREATED,
+                        "actor_id": commenter_id,
+                        "article_id": article_id,
+                        "comment_id": event.comment_id,
+                    }
+                ],
+            )
+
+
+@task("notifications.user_followed", Followed)
+async def user_followed(context: JobContext, job: Job, event: Followed) -> None:
+    async with context.unit_of_work() as session:
+        await _notify(
+            session,
+            job,
+            event,
+            [
+                {
+                    "recipient_id": event.followee_id,
+                    "kind": Kind.USER_FOLLOWED,
+                    "actor_id": event.follower_id,
+                }
+            ],
+        )

@@ -1,0 +1,222 @@
+"""Jobs on the backend of the database under test: PgQueuer on PostgreSQL, the embedded worker
+on SQLite. Both are driven by `run_jobs`, as their workers drive them."""
+
+import dataclasses
+import logging
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from conduit.api_keys.models import ApiKey
+from conduit.api_keys.tasks import purge as purge_keys
+from conduit.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
+from conduit.auth.tasks import purge, send_welcome
+from conduit.config import Settings, SmtpSettings
+from conduit.database import JOBS, transaction, utcnow
+from conduit.jobs import Arguments, Job, JobContext, Jobs, enqueue, task
+from conduit.jobs.admin import Shown, discard, listing, retry
+from conduit.jobs.core import UnknownTask, run
+from conduit.mail import Mailer, SentEmail
+from tests.background import run_jobs
+from tests.factories import auth, create_api_key, oauth_tokens, register
+from tests.smtp import Mailbox
+
+pytestmark = pytest.mark.anyio
+
+
+class Note(Arguments):
+    text: str
+
+
+# What the test tasks below did, by the text they were given.
+ran: Counter[str] = Counter()
+
+
+@task("tests.note", Note)
+async def note(_: JobContext, __: Job, arguments: Note) -> None:
+    ran[arguments.text] += 1
+
+
+@task("tests.poison", Note)
+async def poison(_: JobContext, __: Job, arguments: Note) -> None:
+    ran[arguments.text] += 1
+    raise RuntimeError("this job always fails")
+
+
+TEST_TASKS = {note.name: note, poison.name: poison}
+
+
+@pytest.fixture(autouse=True)
+def forget() -> None:
+    ran.clear()
+
+
+async def _enqueue(app: FastAPI, *jobs: tuple[str, str]) -> None:
+    """Enqueue tasks (by name, with their text) in one committed unit of work."""
+    background: Jobs = app.state.jobs
+    async with transaction(background.context.database.sessions) as session:
+        session.info[JOBS] = background.queue
+        for name, text in jobs:
+            await enqueue(session, TEST_TASKS[name], Note(text=text))
+
+
+async def test_a_committed_unit_of_work_runs_its_jobs_once(
+    app: FastAPI, committing_client: AsyncClient
+) -> None:
+    del committing_client  # empties the tables afterwards
+    await _enqueue(app, ("tests.note", "one"), ("tests.note", "two"))
+
+    await run_jobs(app, TEST_TASKS)
+    await run_jobs(app, TEST_TASKS)
+
+    assert ran == {"one": 1, "two": 1}
+
+
+async def test_a_rolled_back_unit_of_work_enqueues_nothing(
+    app: FastAPI, committing_client: AsyncClient
+) -> None:
+    del committing_client
+    background: Jobs = app.state.jobs
+
+    class Refused(Exception):
+        pass
+
+    async def enqueue_then_fail() -> None:
+        async with transaction(background.context.database.sessions) as session:
+            session.info[JOBS] = background.queue
+            await enqueue(session, note, Note(text="never"))
+            raise Refused
+
+    with pytest.raises(Refused):
+        await enqueue_then_fail()
+    await run_jobs(app, TEST_TASKS)
+
+    assert ran == {}
+
+
+async def test_a_job_that_always_fails_is_held_after_its_attempts_and_others_still_run(
+    app: FastAPI, settings: Settings, committing_client: AsyncClient
+) -> None:
+    del committing_client
+    database = app.state.database
+    await _enqueue(app, ("tests.note", "before"), ("tests.poison", "poison"))
+    await _enqueue(app, ("tests.note", "after"))
+
+    await run_jobs(app, TEST_TASKS)
+
+    assert ran == {"before": 1, "after": 1, "poison": settings.jobs.max_attempts}
+    held = await listing(settings, database, status=Shown.FAILED, limit=10)
+    assert [(job.task, job.status, job.attempts) for job in held] == [
+        ("tests.poison", "failed", settings.jobs.max_attempts - 1)
+        if settings.jobs_backend == "pgqueuer"
+        else ("tests.poison", "failed", settings.jobs.max_attempts)
+    ]
+
+    assert await retry(settings, database, [held[0].id]) == 1
+    await run_jobs(app, TEST_TASKS)
+    assert ran["poison"] == 2 * settings.jobs.max_attempts
+
+    assert await discard(settings, database, [held[0].id]) == 1
+    assert await listing(settings, database, status=None, limit=10) == []
+
+
+async def test_the_welcome_email_is_sent_once_however_often_its_job_runs(
+    app: FastAPI, committing_client: AsyncClient, mailbox: Mailbox
+) -> None:
+    mailbox.clear()
+    await register(committing_client, "newcomer")
+    await run_jobs(app)
+
+    [welcome] = mailbox.messages
+    assert welcome["To"] == "newcomer@example.com"
+    assert welcome["Subject"] == "Welcome to Conduit"
+    assert "Hello newcomer" in welcome.get_content()
+
+    job_id = uuid.UUID(welcome["Message-ID"].strip("<>").split("@")[0])
+    context: JobContext = app.state.jobs.context
+    async with context.database.sessions() as session:
+        user_id = await session.scalar(select(User.id).where(User.username == "newcomer"))
+    again = Job(id=job_id, task=send_welcome.name, arguments={"user_id": user_id})
+    await run(context, {send_welcome.name: send_welcome}, again, attempt=2)
+
+    assert len(mailbox.messages) == 1
+    async with context.database.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SentEmail)) == 1
+
+
+@pytest.mark.parametrize("production", [False, True])
+async def test_without_an_smtp_server_emails_go_to_the_log_bodies_only_in_development(
+    app: FastAPI,
+    committing_client: AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    production: bool,
+) -> None:
+    await register(committing_client, "logged")
+    context: JobContext = app.state.jobs.context
+    logging_only = dataclasses.replace(
+        context, mailer=Mailer(SmtpSettings(), log_bodies=not production)
+    )
+    async with context.database.sessions() as session:
+        user_id = await session.scalar(select(User.id).where(User.username == "logged"))
+    job = Job(id=uuid.uuid4(), task=send_welcome.name, arguments={"user_id": user_id})
+
+    with caplog.at_level(logging.INFO, logger="conduit.mail"):
+        await run(logging_only, {send_welcome.name: send_welcome}, job, attempt=1)
+
+    [record] = [record for record in caplog.records if record.message == "email_logged"]
+    logged = record.__dict__
+    assert logged["to"] == "logged@example.com"
+    assert logged["subject"] == "Welcome to Conduit"
+    assert ("Hello logged" in logged.get("body", "")) is not production
+
+
+async def test_a_job_that_is_not_a_known_task_fails(
+    app: FastAPI, committing_client: AsyncClient
+) -> None:
+    del committing_client
+    context: JobContext = app.state.jobs.context
+    with pytest.raises(UnknownTask):
+        await run(context, {}, Job(uuid.uuid4(), "tests.unknown", {}), attempt=1)
+
+
+async def test_purge_deletes_what_authenticates_nobody_and_keeps_the_rest(
+    app: FastAPI, committing_client: AsyncClient, engine: AsyncEngine
+) -> None:
+    token = await register(committing_client, "purged")
+    await oauth_tokens(committing_client, "purged")
+    await create_api_key(committing_client, token, scopes=["read"], name="kept")
+    await create_api_key(committing_client, token, scopes=["read"], name="expired")
+    response = await committing_client.post("/api/auth/logout", headers=auth(token))
+    assert response.status_code == 204
+    sessions = async_sessionmaker(engine)
+    now = utcnow()
+    async with transaction(sessions) as session:
+        await session.execute(update(ApiKey).where(ApiKey.name == "expired").values(expires_at=now))
+        user_id = await session.scalar(select(User.id))
+        session.add(
+            PasswordResetToken(
+                user_id=user_id,
+                token_hash="0" * 64,
+                job_id=uuid.uuid4(),
+                expires_at=now - timedelta(seconds=1),
+            )
+        )
+
+    context: JobContext = app.state.jobs.context
+    await run(context, {purge.name: purge}, Job(uuid.uuid4(), purge.name, {}), attempt=1)
+    await run(
+        context, {purge_keys.name: purge_keys}, Job(uuid.uuid4(), purge_keys.name, {}), attempt=1
+    )
+
+    async with sessions() as session:
+        # The RealWorld session ended (logout); the OAuth one lives on, with its refresh token.
+        assert await session.scalar(select(func.count()).select_from(AuthSession)) == 1
+        assert await session.scalar(select(func.count()).select_from(RefreshToken)) == 1
+        assert list(await session.scalars(select(ApiKey.name))) == ["kept"]
+        assert await session.scalar(select(func.count()).select_from(PasswordResetToken)) == 0
