@@ -2,8 +2,8 @@
 
 Each email is sent by one job and recorded under that job's id once sent (`SentEmail`), so a
 job that runs again does not send it again. A job that dies between the server's acceptance and
-that record sends it twice; both copies carry the same `Message-ID`, derived from the job's id,
-by which mail software recognises the second.
+that record's commit sends it twice; both copies carry the same `Message-ID`, derived from the
+job's id, by which mail software recognises the second.
 """
 
 import logging
@@ -15,11 +15,11 @@ from email.utils import formataddr, parseaddr
 
 import aiosmtplib
 from sqlalchemy import String
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.config import SmtpSettings
-from conduit.database import Base, UTCDateTime, utcnow
+from conduit.database import Base, UTCDateTime, insert, transaction, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +51,22 @@ class Mailer:
         # production.
         self._log_bodies = log_bodies
 
-    async def send_once(self, session: AsyncSession, *, job_id: uuid.UUID, email: Email) -> None:
-        """Send `email` for the job `job_id` unless that job already has; recorded in the
-        job's unit of work (`session`)."""
-        if await session.get(SentEmail, job_id) is not None:
-            return
+    async def send_once(
+        self, sessions: async_sessionmaker[AsyncSession], *, job_id: uuid.UUID, email: Email
+    ) -> None:
+        """Send `email` for the job `job_id` unless that job already has, and record it. No
+        transaction is open while the SMTP server is talked to: on SQLite, one would hold the
+        database's only write lock for as long."""
+        async with sessions() as session:
+            if await session.get(SentEmail, job_id) is not None:
+                return
         await self._send(email, message_id=f"<{job_id}@conduit>")
-        session.add(SentEmail(job_id=job_id, recipient=email.to, subject=email.subject))
+        async with transaction(sessions) as session:
+            await session.execute(
+                insert(session, SentEmail)
+                .values(job_id=job_id, recipient=email.to, subject=email.subject, sent_at=utcnow())
+                .on_conflict_do_nothing(index_elements=[SentEmail.job_id])
+            )
 
     async def _send(self, email: Email, *, message_id: str) -> None:
         settings = self._settings

@@ -78,12 +78,12 @@ async def send_token(context: JobContext, job: Job, requested: ResetRequested) -
             )
             .on_conflict_do_nothing(index_elements=[PasswordResetToken.job_id])
         )
-        email = Email(
-            to=requested.email,
-            subject="Reset your Conduit password",
-            body=_instructions(context.settings, token),
-        )
-        await context.mailer.send_once(session, job_id=job.id, email=email)
+    email = Email(
+        to=requested.email,
+        subject="Reset your Conduit password",
+        body=_instructions(context.settings, token),
+    )
+    await context.mailer.send_once(context.database.sessions, job_id=job.id, email=email)
 
 
 async def confirm(

@@ -22,20 +22,20 @@ async def welcome(session: AsyncSession, *, user_id: int) -> None:
 
 @task("auth.welcome_email", Registered)
 async def send_welcome(context: JobContext, job: Job, registered: Registered) -> None:
-    async with context.unit_of_work() as session:
+    async with context.database.sessions() as session:
         user = await session.get(User, registered.user_id)
-        if user is None:
-            return
-        email = Email(
-            to=user.email,
-            subject="Welcome to Conduit",
-            body=(
-                f"Hello {user.username},\n\n"
-                "Your Conduit account is ready: follow authors, favorite articles, and write "
-                "your own.\n"
-            ),
-        )
-        await context.mailer.send_once(session, job_id=job.id, email=email)
+    if user is None:
+        return
+    email = Email(
+        to=user.email,
+        subject="Welcome to Conduit",
+        body=(
+            f"Hello {user.username},\n\n"
+            "Your Conduit account is ready: follow authors, favorite articles, and write "
+            "your own.\n"
+        ),
+    )
+    await context.mailer.send_once(context.database.sessions, job_id=job.id, email=email)
 
 
 @task("auth.purge", Arguments)
