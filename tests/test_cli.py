@@ -1,10 +1,18 @@
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from conduit.cli import app
+from conduit.config import DatabaseSettings, JobsSettings, Settings
+from conduit.main import create_app
+from tests import factories
 
 runner = CliRunner()
 
@@ -34,3 +42,47 @@ def test_refuses_to_start_in_production_with_the_default_secret(
 
     assert result.exit_code == 2
     assert "CONDUIT_SECRET_KEY must be set in production" in result.output
+
+
+def test_the_embedded_worker_writes_emails_to_the_log_without_an_smtp_server(
+    tmp_path: Path,
+) -> None:
+    """`conduit worker` on the embedded default, as an operator runs it: a job queued by the
+    API (CONDUIT_JOBS_RUN_IN_API=false) runs, and its email, with no SMTP server, is in the
+    worker's log, body included (development)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
+        "CONDUIT_JOBS_RUN_IN_API": "false",
+    }
+    env.pop("CONDUIT_SMTP_HOST", None)
+    app_under_test = create_app(
+        Settings(
+            database=DatabaseSettings(url=env["DATABASE_URL"]),
+            jobs=JobsSettings(run_in_api=False),
+        )
+    )
+
+    async def register() -> None:
+        async with (
+            app_under_test.router.lifespan_context(app_under_test),
+            AsyncClient(transport=ASGITransport(app=app_under_test), base_url="http://t") as client,
+        ):
+            await factories.register(client, "logged")
+
+    asyncio.run(register())
+    worker = subprocess.run(
+        [sys.executable, "-m", "conduit", "worker", "--drain"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert worker.returncode == 0, worker.stderr
+    assert (
+        "email_logged: no SMTP server, to logged@example.com: Welcome to Conduit" in worker.stderr
+    )
+    assert "Hello logged," in worker.stderr
+    assert "job_done: auth.welcome_email" in worker.stderr

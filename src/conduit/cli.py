@@ -3,16 +3,19 @@
 shows and handles them."""
 
 import asyncio
+import copy
+import logging.config
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
+import uvicorn.config
 from pydantic import ValidationError
 
 from conduit import clients, database, migrations
@@ -24,6 +27,14 @@ from conduit.jobs import admin
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 T = TypeVar("T")
+
+
+def _logging_config() -> dict[str, Any]:
+    """uvicorn's own logging, and Conduit's loggers at INFO through its console handler (what
+    the embedded default's emails are written to, among others)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["conduit"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _load_settings() -> Settings:
@@ -59,6 +70,7 @@ def serve(
         port=port,
         workers=workers,
         access_log=access_log,
+        log_config=_logging_config(),
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -164,6 +176,7 @@ def worker(
             err=True,
         )
         raise typer.Exit(code=2)
+    logging.config.dictConfig(_logging_config())
     asyncio.run(_work(settings, drain=drain))
 
 

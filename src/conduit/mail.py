@@ -74,7 +74,14 @@ class Mailer:
             extra = {"to": email.to, "subject": email.subject, "message_id": message_id}
             if self._log_bodies:
                 extra["body"] = email.body
-            logger.info("email_logged", extra=extra)
+            body = f"\n{email.body}" if self._log_bodies else ""
+            logger.info(
+                "email_logged: no SMTP server, to %s: %s%s",
+                email.to,
+                email.subject,
+                body,
+                extra=extra,
+            )
             return
         message = EmailMessage()
         message["From"] = formataddr(parseaddr(settings.sender))

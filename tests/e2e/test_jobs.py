@@ -177,6 +177,17 @@ def _conduit(env: dict[str, str], *arguments: str) -> subprocess.CompletedProces
     )
 
 
+def _wait_until_held(env: dict[str, str]) -> None:
+    """Until the queue holds one failed job and nothing else."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        statuses = [row["status"] for row in _query(env, "SELECT status FROM pgqueuer")]
+        if statuses == ["failed"]:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the poison job was not held as failed: {statuses}")
+
+
 def test_a_poison_job_is_held_as_failed_while_others_run_and_the_cli_handles_it(
     postgres_env: dict[str, str], tmp_path: Path, mailbox: Mailbox
 ) -> None:
@@ -195,12 +206,9 @@ def test_a_poison_job_is_held_as_failed_while_others_run_and_the_cli_handles_it(
         )
         _register(client, server, "healthy")
         mailbox.wait_for(1, timeout=15)
-        deadline = time.monotonic() + 15
-        listed = ""
-        while time.monotonic() < deadline and "failed" not in listed:
-            listed = _conduit(postgres_env, "jobs", "list", "--status", "failed").stdout
-            time.sleep(0.2)
+        _wait_until_held(postgres_env)
 
+        listed = _conduit(postgres_env, "jobs", "list", "--status", "failed").stdout
         [line] = listed.splitlines()
         job_id, task, status = line.split()[:3]
         assert (task, status) == ("auth.welcome_email", "failed")
@@ -208,14 +216,10 @@ def test_a_poison_job_is_held_as_failed_while_others_run_and_the_cli_handles_it(
 
         retried = _conduit(postgres_env, "jobs", "retry", job_id)
         assert retried.stdout.strip() == "1 job(s) queued again.", retried.stderr
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if _conduit(postgres_env, "jobs", "list", "--status", "failed").stdout.strip():
-                break
-            time.sleep(0.2)
+        _wait_until_held(postgres_env)
         discarded = _conduit(postgres_env, "jobs", "discard", job_id)
         assert discarded.stdout.strip() == "1 job(s) discarded.", discarded.stderr
-        assert _conduit(postgres_env, "jobs", "list").stdout.strip() == ""
+        assert _query(postgres_env, "SELECT id FROM pgqueuer") == []
 
     assert [message["To"] for message in mailbox.messages] == ["healthy@example.com"]
 

@@ -135,9 +135,17 @@ async def run(
             await _run(tasks, context, job)
     except Exception:
         last = attempt >= context.settings.jobs.max_attempts
-        logger.warning("job_failed", exc_info=True, extra=extra | {"last_attempt": last})
+        logger.warning(
+            "job_failed: %s %s, attempt %d%s",
+            job.task,
+            job.id,
+            attempt,
+            " (the last)" if last else "",
+            exc_info=True,
+            extra=extra | {"last_attempt": last},
+        )
         raise
-    logger.info("job_done", extra=extra)
+    logger.info("job_done: %s %s", job.task, job.id, extra=extra)
 
 
 async def _run(tasks: Mapping[str, Task[Any]], context: JobContext, job: Job) -> None:

@@ -124,7 +124,7 @@ class EmbeddedWorker:
                     pass
                 wait = await self._seconds_to_next(context)
             except SQLAlchemyError as error:
-                logger.warning("jobs_poll_failed", extra={"error": str(error)})
+                logger.warning("jobs_poll_failed: %s", error, extra={"error": str(error)})
                 wait = 1.0
             try:
                 async with asyncio.timeout(wait):

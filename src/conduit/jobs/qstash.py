@@ -64,7 +64,10 @@ class Publisher:
                 )
             except (QStashError, httpx.HTTPError) as error:
                 logger.warning(
-                    "job_publish_failed", extra={"job_id": str(record.id), "error": str(error)}
+                    "job_publish_failed: %s (queued for the relay): %s",
+                    record.id,
+                    error,
+                    extra={"job_id": str(record.id), "error": str(error)},
                 )
                 continue
             published.append(record.id)
@@ -81,7 +84,7 @@ class Publisher:
             try:
                 await self.relay()
             except SQLAlchemyError as error:
-                logger.warning("jobs_relay_failed", extra={"error": str(error)})
+                logger.warning("jobs_relay_failed: %s", error, extra={"error": str(error)})
             await asyncio.sleep(RELAY_EVERY_SECONDS)
 
     async def relay(self) -> None:
@@ -112,7 +115,12 @@ class Publisher:
                     retries=self._settings.jobs.max_attempts - 1,
                 )
             except (QStashError, httpx.HTTPError) as error:
-                logger.warning("job_schedule_failed", extra={"task": name, "error": str(error)})
+                logger.warning(
+                    "job_schedule_failed: %s: %s",
+                    name,
+                    error,
+                    extra={"task": name, "error": str(error)},
+                )
 
 
 @asynccontextmanager
