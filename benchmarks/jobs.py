@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from conduit import clients, migrations
 from conduit.auth.models import User
 from conduit.config import DatabaseSettings, JobsSettings, Settings
-from conduit.database import JOBS, create_engine, create_sessions, transaction, utcnow
+from conduit.database import create_engine, create_sessions, transaction, utcnow
 from conduit.jobs import enqueue
 from conduit.notifications.tasks import Followed, user_followed
 
@@ -88,8 +88,7 @@ async def _units_of_work(connected: clients.Clients, count: int, *, with_job: bo
     durations = []
     for n in range(count):
         started = time.perf_counter()
-        async with transaction(connected.database.sessions) as session:
-            session.info[JOBS] = connected.jobs.queue
+        async with connected.jobs.context.unit_of_work() as session:
             await session.execute(update(User).where(User.id == 1).values(bio=f"bio {n}"))
             if with_job:
                 await enqueue(
@@ -142,8 +141,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 async def _throughput(url: str, jobs: int) -> float:
     async with _connected(url) as connected:
-        async with transaction(connected.database.sessions) as session:
-            session.info[JOBS] = connected.jobs.queue
+        async with connected.jobs.context.unit_of_work() as session:
             for _ in range(jobs):
                 await enqueue(
                     session, user_followed, Followed(at=utcnow(), follower_id=1, followee_id=2)

@@ -159,12 +159,11 @@ async def test_a_read_on_a_connection_that_died_unnoticed_runs_again(settings: S
     if settings.database.is_sqlite:
         pytest.skip("SQLite connections are files, not sockets that can drop")
     backend_pid: Read[int] = Read(lambda _: select(func.pg_backend_pid()))
-    url = settings.database.sqlalchemy_url.set(drivername="postgresql")
     async with database.connect(settings.database) as db:
         first = await db.reader.scalar(backend_pid)
         assert first is not None
 
-        _terminate_while_the_loop_waits(url.render_as_string(hide_password=False), first)
+        _terminate_while_the_loop_waits(settings.database.asyncpg_dsn, first)
 
         second = await db.reader.scalar(backend_pid)
         assert second not in {None, first}

@@ -61,6 +61,12 @@ class DatabaseSettings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.get_backend_name() == "sqlite"
 
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The PostgreSQL URL as asyncpg itself takes it (no SQLAlchemy driver name)."""
+        url = self.sqlalchemy_url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
 
 def _split_commas(value: object) -> object:
     if isinstance(value, str):

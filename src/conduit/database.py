@@ -339,9 +339,8 @@ async def _keep_session(_: object) -> None:
 async def _asyncpg_pool(
     settings: DatabaseSettings, dialect: Dialect
 ) -> AsyncIterator[AsyncpgPoolReader]:
-    url = settings.sqlalchemy_url.set(drivername="postgresql")
     pool = await asyncpg.create_pool(
-        url.render_as_string(hide_password=False),
+        settings.asyncpg_dsn,
         min_size=1,
         max_size=settings.read_pool_size,
         # The server refuses any write on these connections: the read path is read-only by
@@ -403,10 +402,14 @@ async def _commit(session: AsyncSession) -> None:
 
 
 @contextlib.asynccontextmanager
-async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+async def transaction(
+    sessions: async_sessionmaker[AsyncSession], info: Mapping[str, object] | None = None
+) -> AsyncIterator[AsyncSession]:
     """One unit of work: committed when the block ends, rolled back if anything raised (except
-    an `AppError` that `keeps_changes`)."""
+    an `AppError` that `keeps_changes`). `info` goes into the session's `info` (the process's
+    cache and job queue, for the services to use: `CACHE`, `JOBS`)."""
     async with sessions() as session:
+        session.info.update(info or {})
         try:
             yield session
         except AppError as error:
@@ -432,9 +435,9 @@ JOBS = "conduit.jobs"
 async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed when the endpoint returns, before the response is
     sent, and rolled back if anything raised."""
-    async with transaction(database_of(request).sessions) as session:
-        session.info[CACHE] = request.app.state.cache
-        session.info[JOBS] = request.app.state.queue
+    state = request.app.state
+    info = {CACHE: state.cache, JOBS: state.queue}
+    async with transaction(database_of(request).sessions, info) as session:
         yield session
 
 

@@ -106,8 +106,7 @@ async def test_a_rolled_back_write_invalidates_nothing(app: FastAPI) -> None:
     assert (await read_cache.read(caller, entry, lambda: _built("first"))).body == b"first"
 
     async def write(*, fail: bool) -> None:
-        async with transaction(database.sessions) as session:
-            session.info[CACHE] = read_cache
+        async with transaction(database.sessions, {CACHE: read_cache}) as session:
             versions.changed(session, versions.ARTICLES)
             if fail:
                 raise Conflict("article")

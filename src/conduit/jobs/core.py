@@ -77,9 +77,8 @@ class JobContext:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        async with transaction(self.database.sessions) as session:
-            session.info[CACHE] = self.cache
-            session.info[JOBS] = self.queue
+        info = {CACHE: self.cache, JOBS: self.queue}
+        async with transaction(self.database.sessions, info) as session:
             yield session
 
 

@@ -80,12 +80,6 @@ def _retrying(settings: JobsSettings, parameters: Parameters) -> AbstractEntrypo
     return _Retrying(parameters, settings)
 
 
-def _dsn(settings: DatabaseSettings) -> str:
-    return settings.sqlalchemy_url.set(drivername="postgresql").render_as_string(
-        hide_password=False
-    )
-
-
 async def work(
     context: JobContext,
     tasks: Mapping[str, Task[Any]],
@@ -97,7 +91,7 @@ async def work(
     """Run jobs until `stop` is set (then finish those running), or, with `drain`, until none
     is left."""
     settings = context.settings.jobs
-    connection = await asyncpg.connect(_dsn(context.settings.database))
+    connection = await asyncpg.connect(context.settings.database.asyncpg_dsn)
     try:
         pgq = PgQueuer.from_asyncpg_connection(connection)
         stopping = asyncio.create_task(stop.wait())
@@ -137,7 +131,7 @@ async def work(
 @asynccontextmanager
 async def admin(settings: DatabaseSettings) -> AsyncIterator[Queries]:
     """PgQueuer's queries on a connection of their own, for `conduit jobs`."""
-    connection = await asyncpg.connect(_dsn(settings))
+    connection = await asyncpg.connect(settings.asyncpg_dsn)
     try:
         yield Queries.from_asyncpg_connection(connection)
     finally:
