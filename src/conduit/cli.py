@@ -23,6 +23,7 @@ from conduit import seed as seeding
 from conduit.config import JobsBackend, Settings
 from conduit.database import Database, create_engine
 from conduit.jobs import admin
+from conduit.jobs.outbox import Status
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -140,22 +141,21 @@ def seed(
 async def _work(settings: Settings, *, drain: bool) -> None:
     async with clients.connect(settings, run_embedded_jobs=False) as connected:
         jobs = connected.jobs
-        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        # Either way the running jobs finish first.
+        on_signal = stop.set if jobs.embedded is None else jobs.embedded.stop
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, on_signal)
         concurrency = settings.jobs.concurrency
         typer.echo(f"Running {jobs.backend} jobs, {concurrency} at a time.", err=True)
         if jobs.embedded is None:
             from conduit.jobs import postgres  # noqa: PLC0415 (PgQueuer only where it is used)
 
-            stop = asyncio.Event()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop.set)
             await postgres.work(jobs.context, jobs.tasks, jobs.schedules, stop=stop, drain=drain)
         elif drain:
             while await jobs.embedded.run_due(jobs.context):
                 pass
         else:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, jobs.embedded.stop)
             await jobs.embedded.run_forever(jobs.context)
 
 
@@ -191,7 +191,7 @@ async def _with_database(settings: Settings, action: Callable[[Database], Awaita
 
 @jobs_app.command("list")
 def list_jobs(
-    status: Annotated[admin.Shown | None, typer.Option(help="Only the jobs in this state.")] = None,
+    status: Annotated[Status | None, typer.Option(help="Only the jobs in this state.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """The jobs waiting, running and held as failed, newest first."""

@@ -212,7 +212,7 @@ def test_a_poison_job_is_held_as_failed_while_others_run_and_the_cli_handles_it(
         [line] = listed.splitlines()
         job_id, task, status = line.split()[:3]
         assert (task, status) == ("auth.welcome_email", "failed")
-        assert "attempts=1" in line
+        assert "attempts=2" in line
 
         retried = _conduit(postgres_env, "jobs", "retry", job_id)
         assert retried.stdout.strip() == "1 job(s) queued again.", retried.stderr

@@ -89,12 +89,8 @@ async def test_publishing_notifies_every_follower_in_batches(
     for token in followers:
         await follow(client, token, "prolific")
     jobs = settings.jobs.model_copy(update={"fan_out_batch_size": 2})
-    app.state.jobs.context.settings.__dict__["jobs"] = jobs
-    try:
-        await create_article(client, author)
-        await run_jobs(app)
-    finally:
-        app.state.jobs.context.settings.__dict__["jobs"] = settings.jobs
+    await create_article(client, author)
+    await run_jobs(app, settings=settings.model_copy(update={"jobs": jobs}))
 
     for token in followers:
         kinds = [n["kind"] for n in (await _notifications(client, token))["notifications"]]

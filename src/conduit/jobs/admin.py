@@ -8,7 +8,6 @@ holds is in its console (and its own dead-letter queue).
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
@@ -25,25 +24,19 @@ if TYPE_CHECKING:
 class Listed:
     id: str
     task: str
-    status: str
+    status: Status
+    # Runs started, the one under way included.
     attempts: int
     # Queued: when it is due; running: its lease's or heartbeat's time.
     at: datetime
     error: str | None
 
 
-class Shown(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    PUBLISHED = "published"
-    FAILED = "failed"
-
-
-# PgQueuer's names for them.
-_PGQUEUER_STATUS: "dict[Shown, JOB_STATUS]" = {
-    Shown.QUEUED: "queued",
-    Shown.RUNNING: "picked",
-    Shown.FAILED: "failed",
+# PgQueuer's names for the states it has (it publishes nothing).
+_PGQUEUER_STATUS: "dict[Status, JOB_STATUS]" = {
+    Status.QUEUED: "queued",
+    Status.RUNNING: "picked",
+    Status.FAILED: "failed",
 }
 
 
@@ -52,20 +45,24 @@ class UnknownJobId(Exception):
 
 
 async def listing(
-    settings: Settings, database: Database, *, status: Shown | None, limit: int
+    settings: Settings, database: Database, *, status: Status | None, limit: int
 ) -> list[Listed]:
     if settings.jobs_backend is JobsBackend.PGQUEUER:
+        if status is Status.PUBLISHED:
+            return []
         from conduit.jobs import postgres  # noqa: PLC0415 (PgQueuer only where it is used)
 
+        ours = {theirs: mine for mine, theirs in _PGQUEUER_STATUS.items()}
         async with postgres.admin(settings.database) as queries:
-            statuses = None if status is None else [_PGQUEUER_STATUS.get(status, "deleted")]
+            statuses = None if status is None else [_PGQUEUER_STATUS[status]]
             jobs = await queries.browse_queue(limit=limit, statuses=statuses)
         return [
             Listed(
                 id=str(job.id),
                 task=job.entrypoint,
-                status=job.status,
-                attempts=job.attempts,
+                status=ours[job.status],
+                # PgQueuer counts retries: a job picked or held has run once more.
+                attempts=job.attempts if job.status == "queued" else job.attempts + 1,
                 at=job.execute_after if job.status == "queued" else job.heartbeat,
                 error=None,
             )
