@@ -83,12 +83,17 @@ def _counts_caller(dependant: Dependant) -> bool:
 
 
 def _included_routes(app: FastAPI) -> Iterator[APIRoute]:
-    """The routes of the routers the app includes (all of /api): FastAPI keeps an included
-    router whole, not its routes in `app.routes`."""
+    """The routes of the routers the app includes under /api (not the operators' health checks
+    and metrics): FastAPI keeps an included router whole, not its routes in `app.routes`."""
+    api_routes = app.state.route_templates
     for included in app.routes:
         router = getattr(included, "original_router", None)
         if router is not None:
-            yield from (route for route in router.routes if isinstance(route, APIRoute))
+            yield from (
+                route
+                for route in router.routes
+                if isinstance(route, APIRoute) and id(route) in api_routes
+            )
 
 
 def test_every_api_route_counts_its_caller_against_a_rate_limit() -> None:

@@ -80,9 +80,9 @@ def test_the_embedded_worker_writes_emails_to_the_log_without_an_smtp_server(
         check=False,
     )
 
-    assert worker.returncode == 0, worker.stderr
+    assert worker.returncode == 0, worker.stdout + worker.stderr
     assert (
-        "email_logged: no SMTP server, to logged@example.com: Welcome to Conduit" in worker.stderr
+        "email_logged: no SMTP server, to logged@example.com: Welcome to Conduit" in worker.stdout
     )
-    assert "Hello logged," in worker.stderr
-    assert "job_done: auth.welcome_email" in worker.stderr
+    assert "Hello logged," in worker.stdout
+    assert "job_done: auth.welcome_email" in worker.stdout

@@ -4,8 +4,9 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from conduit.config import Settings
+from conduit.config import DatabaseSettings, Settings
 from conduit.errors import register_error_handlers, validation_errors
+from conduit.middleware import RequestContext
 from tests.factories import auth, register
 
 pytestmark = pytest.mark.anyio
@@ -62,6 +63,12 @@ async def test_unexpected_error_is_a_500_without_details(
 ) -> None:
     app = FastAPI()
     register_error_handlers(app)
+    app.add_middleware(
+        RequestContext,
+        database_settings=DatabaseSettings(),
+        access_log=False,
+        metrics_enabled=False,
+    )
 
     @app.get("/boom")
     async def boom() -> None:
@@ -73,6 +80,7 @@ async def test_unexpected_error_is_a_500_without_details(
 
     assert response.status_code == 500
     assert response.json() == {"errors": {"server": ["internal error"]}}
+    assert response.headers["x-request-id"]
     assert "secret internals" not in response.text
     assert any(record.message == "unhandled_error" for record in caplog.records)
 

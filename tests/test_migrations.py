@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import migrations
 from conduit.config import DatabaseSettings
-from conduit.database import Base, create_engine
+from conduit.database import SCHEMA_REVISION, Base, create_engine, schema_revision
 from tests.databases import create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.anyio
@@ -63,3 +64,14 @@ async def test_upgrade_downgrade_upgrade(empty_engine: AsyncEngine) -> None:
     await migrations.upgrade(empty_engine)
     async with empty_engine.connect() as connection:
         assert set(Base.metadata.tables) <= await connection.run_sync(_tables)
+
+
+async def test_the_code_s_schema_revision_is_alembic_s_head(empty_engine: AsyncEngine) -> None:
+    """`SCHEMA_REVISION` says which migration this code runs on: a new migration moves it."""
+    head = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
+    assert await schema_revision(empty_engine) is None
+
+    await migrations.upgrade(empty_engine)
+
+    assert head == SCHEMA_REVISION
+    assert await schema_revision(empty_engine) == SCHEMA_REVISION

@@ -3,47 +3,124 @@
 shows and handles them."""
 
 import asyncio
-import copy
-import logging.config
+import contextlib
+import errno
+import logging
 import os
 import signal
+import socket
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from functools import partial
+from importlib.metadata import version
 from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
-import uvicorn.config
+from prometheus_client import start_http_server
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from sqlalchemy import exc
 
-from conduit import clients, database, migrations
+from conduit import clients, config, database, logs, metrics
 from conduit import seed as seeding
 from conduit.config import JobsBackend, Settings
-from conduit.database import Database, create_engine
+from conduit.database import Database
 from conduit.jobs import admin
 from conduit.jobs.outbox import Status
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 T = TypeVar("T")
 
+logger = logging.getLogger("conduit.cli")
 
-def _logging_config() -> dict[str, Any]:
-    """uvicorn's own logging, and Conduit's loggers at INFO through its console handler (what
-    the embedded default's emails are written to, among others)."""
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["conduit"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"conduit {version('conduit')}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Conduit: the RealWorld API as a production service."""
+
+
+def _fail(message: str, code: int = 1, *, log: bool = False) -> typer.Exit:
+    """The exit of a command that cannot go on, saying why in one line: a log line for the
+    commands that log (`serve`, `worker`: JSON in production), else plain text."""
+    if log:
+        logger.error(message)
+    else:
+        typer.echo(message, err=True)
+    return typer.Exit(code=code)
 
 
 def _load_settings() -> Settings:
     try:
         return Settings()
-    except ValidationError as exc:
-        typer.echo(f"Invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(code=2) from exc
+    except ValidationError as error:
+        problems = "\n".join(f"  {line}" for line in config.explain(error))
+        raise _fail(f"Invalid configuration:\n{problems}", code=2) from None
+    except SettingsError as error:
+        raise _fail(f"Invalid configuration: {error}", code=2) from None
+
+
+def _run(settings: Settings, work: Coroutine[Any, Any, T], *, log: bool = False) -> T:
+    """Run `work`; a database that cannot be reached is one line saying why, not a traceback."""
+    try:
+        return asyncio.run(work)
+    except (exc.DBAPIError, *database.UNAVAILABLE) as error:
+        if not database.unavailable(error):
+            raise
+        reason = database.explain(settings.database, error)
+        raise _fail(f"Database unavailable: {reason}", log=log) from None
+
+
+@contextlib.contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """With several workers, a directory they share their metrics through (`conduit.metrics`),
+    emptied at each start, unless the environment names one."""
+    if workers == 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="conduit-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """Bind and release the address as uvicorn will, so that a port in use is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise _fail(
+                    f"Port {port} on {host} is in use by another process: stop it, or choose "
+                    "another with --port.",
+                    log=True,
+                ) from None
+            raise _fail(f"Cannot listen on {host}:{port}: {error.strerror}", log=True) from None
 
 
 @app.command()
@@ -51,33 +128,44 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    access_log: Annotated[
+        bool | None, typer.Option(help="Log every request [default: CONDUIT_LOG_ACCESS, true].")
+    ] = None,
 ) -> None:
     """Run the API with uvicorn (uvloop and httptools)."""
+    if access_log is not None:
+        # Read by the app factory in each worker process.
+        os.environ["CONDUIT_LOG_ACCESS"] = str(access_log).lower()
     settings = _load_settings()
+    logs.configure(settings)
     shared_store = settings.redis.url is not None or settings.redis.rest_url is not None
     if workers > 1 and settings.cache.enabled and not shared_store:
         # Each worker would invalidate only its own memory and serve the others' stale entries.
-        typer.echo(
+        logger.warning(
             "The read cache is off: with more than one worker it needs a shared store "
-            "(REDIS_URL or UPSTASH_REDIS_REST_URL).",
-            err=True,
+            "(REDIS_URL or UPSTASH_REDIS_REST_URL)."
         )
         os.environ["CONDUIT_CACHE_ENABLED"] = "false"
-    uvicorn.run(
-        "conduit.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        log_config=_logging_config(),
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        # X-Forwarded-* are honoured by the app itself, from CONDUIT_HTTP_TRUSTED_PROXIES only.
-        proxy_headers=False,
-    )
+    _ensure_port_free(host, port)
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "conduit.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # `conduit.access` writes one line per request instead (`conduit.logs`).
+            access_log=False,
+            log_config=logs.config(settings),
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            # X-Forwarded-* are honoured by the app itself, from CONDUIT_HTTP_TRUSTED_PROXIES only.
+            proxy_headers=False,
+            timeout_graceful_shutdown=settings.http.shutdown_grace_seconds,
+            # A worker's start, on a machine starting as many as it has cores or more.
+            timeout_worker_healthcheck=30,
+        )
 
 
 @app.command()
@@ -86,20 +174,21 @@ def migrate(
 ) -> None:
     """Apply database migrations up to REVISION."""
     settings = _load_settings()
+    from conduit import migrations  # noqa: PLC0415 (Alembic only for the commands that migrate)
 
     async def run() -> None:
-        engine = create_engine(settings.database)
+        engine = database.create_engine(settings.database)
         try:
             await migrations.upgrade(engine, revision)
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    _run(settings, run())
     typer.echo(f"Database migrated to {revision}.")
 
 
 async def _seed(settings: Settings, scale: seeding.Scale, random_seed: int) -> dict[str, int]:
-    engine = create_engine(settings.database)
+    engine = database.create_engine(settings.database)
     try:
         async with engine.begin() as connection:
             await seeding.ensure_ready(connection)
@@ -130,16 +219,24 @@ def seed(
     settings = _load_settings()
     started = time.monotonic()
     try:
-        counts = asyncio.run(_seed(settings, seeding.SCALES[scale], random_seed))
-    except seeding.DatabaseNotReady as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=1) from exc
+        counts = _run(settings, _seed(settings, seeding.SCALES[scale], random_seed))
+    except seeding.DatabaseNotReady as error:
+        raise _fail(str(error)) from None
     summary = ", ".join(f"{count:,} {table}" for table, count in counts.items())
     typer.echo(f"Seeded {summary} in {time.monotonic() - started:.1f} s.")
 
 
+class _NotMigrated(Exception):
+    """The database is not at this release's migration."""
+
+
 async def _work(settings: Settings, *, drain: bool) -> None:
     async with clients.connect(settings, run_embedded_jobs=False) as connected:
+        revision = await database.schema_revision(connected.database.engine)
+        if revision != database.SCHEMA_REVISION:
+            raise _NotMigrated
+        if settings.metrics.worker_port is not None:
+            start_http_server(settings.metrics.worker_port, registry=metrics.registry())
         jobs = connected.jobs
         stop = asyncio.Event()
         # Either way the running jobs finish first.
@@ -147,7 +244,7 @@ async def _work(settings: Settings, *, drain: bool) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, on_signal)
         concurrency = settings.jobs.concurrency
-        typer.echo(f"Running {jobs.backend} jobs, {concurrency} at a time.", err=True)
+        logger.info("Running %s jobs, %d at a time.", jobs.backend, concurrency)
         if jobs.embedded is None:
             from conduit.jobs import postgres  # noqa: PLC0415 (PgQueuer only where it is used)
 
@@ -176,8 +273,13 @@ def worker(
             err=True,
         )
         raise typer.Exit(code=2)
-    logging.config.dictConfig(_logging_config())
-    asyncio.run(_work(settings, drain=drain))
+    logs.configure(settings)
+    try:
+        _run(settings, _work(settings, drain=drain), log=True)
+    except _NotMigrated:
+        raise _fail(
+            "The database is not migrated to this release: run `conduit migrate` first.", log=True
+        ) from None
 
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Show, retry and discard background jobs.")
@@ -196,8 +298,9 @@ def list_jobs(
 ) -> None:
     """The jobs waiting, running and held as failed, newest first."""
     settings = _load_settings()
-    listed = asyncio.run(
-        _with_database(settings, partial(admin.listing, settings, status=status, limit=limit))
+    listed = _run(
+        settings,
+        _with_database(settings, partial(admin.listing, settings, status=status, limit=limit)),
     )
     for job in listed:
         error = f"  {job.error}" if job.error else ""
@@ -211,10 +314,9 @@ def list_jobs(
 def _act(action: Callable[[Settings, Database, list[str]], Awaitable[int]], ids: list[str]) -> int:
     settings = _load_settings()
     try:
-        return asyncio.run(_with_database(settings, lambda db: action(settings, db, ids)))
-    except admin.UnknownJobId as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=2) from exc
+        return _run(settings, _with_database(settings, lambda db: action(settings, db, ids)))
+    except admin.UnknownJobId as error:
+        raise _fail(str(error), code=2) from None
 
 
 @jobs_app.command()

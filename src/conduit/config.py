@@ -6,11 +6,20 @@ variables, and the platform-standard names (`DATABASE_URL`) are read as they are
 
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 # Public on purpose: good enough for a laptop, refused in production.
 DEVELOPMENT_SECRET_KEY = "conduit-development-secret-key-do-not-use-in-production"  # noqa: S105
@@ -35,18 +44,33 @@ class DatabaseSettings(BaseSettings):
     max_overflow: int = Field(default=10, ge=0, le=200)
     read_pool_size: int = Field(default=10, ge=1, le=200)
     pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Opening a connection, TCP and authentication included: an unreachable server fails
+    # after this long rather than after the driver's minute.
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     echo: bool = False
 
     @field_validator("url")
     @classmethod
     def use_async_driver(cls, value: str) -> str:
-        """Map the `postgres://` and `postgresql://` URLs that hosting platforms set to asyncpg."""
+        """Map the `postgres://` and `postgresql://` URLs that hosting platforms set to asyncpg,
+        and refuse what Conduit cannot connect to before anything tries."""
         for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
             if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value.removeprefix(prefix)
+                value = "postgresql+asyncpg://" + value.removeprefix(prefix)
         if value.startswith("sqlite://"):
             value = "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
-        url = make_url(value)
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL; use postgresql://user:password@host:5432/name "
+                "or sqlite:///path/to/conduit.db"
+            ) from None
+        if url.drivername not in {"postgresql+asyncpg", "sqlite+aiosqlite"}:
+            raise ValueError(
+                f"{url.drivername}:// is not supported; use postgresql://... (PostgreSQL, "
+                "through asyncpg) or sqlite:///... (SQLite, through aiosqlite)"
+            )
         if url.get_backend_name() == "sqlite" and url.database in {None, "", ":memory:"}:
             # Reads and writes use connections of their own, and each would get its own empty
             # in-memory database.
@@ -120,6 +144,8 @@ class HttpSettings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     hsts_seconds: int = Field(default=0, ge=0)
+    # After SIGTERM: how long requests under way may take to finish, new connections refused.
+    shutdown_grace_seconds: int = Field(default=20, ge=0, le=3600)
     # Unset: on in development, off in production.
     docs_enabled: bool | None = None
 
@@ -131,6 +157,42 @@ class HttpSettings(BaseSettings):
         if "*" in origins:
             raise ValueError("list the allowed origins explicitly; '*' is not accepted")
         return origins
+
+
+class LogFormat(StrEnum):
+    # One JSON object per line, for a log shipper.
+    JSON = "json"
+    # Aligned, readable lines, for a terminal.
+    CONSOLE = "console"
+
+
+class LogSettings(BaseSettings):
+    """What the process writes to stdout (docs/operations.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONDUIT_LOG_", extra="ignore")
+
+    # Unset: JSON in production, console in development.
+    format: LogFormat | None = None
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One line per request (health checks and scrapes at DEBUG).
+    access: bool = True
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class MetricsSettings(BaseSettings):
+    """Prometheus metrics at `/metrics` on the serving port."""
+
+    model_config = SettingsConfigDict(env_prefix="CONDUIT_METRICS_", extra="ignore")
+
+    enabled: bool = True
+    # Set: scrapes must send `Authorization: Bearer <token>`.
+    token: SecretStr | None = None
+    # `conduit worker`'s own metrics (jobs run, failed, their durations) on this port.
+    worker_port: int | None = Field(default=None, ge=1, le=65_535)
 
 
 class RedisSettings(BaseSettings):
@@ -330,6 +392,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
@@ -343,7 +407,10 @@ class Settings(BaseSettings):
             self.env is Environment.PRODUCTION
             and self.auth.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
         ):
-            raise ValueError("CONDUIT_SECRET_KEY must be set in production")
+            raise ValueError(
+                "CONDUIT_SECRET_KEY must be set in production, to at least 32 random bytes: "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
         return self
 
     @model_validator(mode="after")
@@ -382,7 +449,60 @@ class Settings(BaseSettings):
         return JobsBackend.EMBEDDED if self.database.is_sqlite else JobsBackend.PGQUEUER
 
     @property
+    def log_format(self) -> LogFormat:
+        if self.log.format is not None:
+            return self.log.format
+        return LogFormat.JSON if self.env is Environment.PRODUCTION else LogFormat.CONSOLE
+
+    @property
     def docs_enabled(self) -> bool:
         if self.http.docs_enabled is None:
             return self.env is Environment.DEVELOPMENT
         return self.http.docs_enabled
+
+
+def _variable(model: type[BaseSettings], loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable behind an error's location in `model`."""
+    if not loc:
+        return None
+    first = str(loc[0])
+    field = model.model_fields.get(first)
+    if field is None:
+        # Read from the environment under its own name (validation_alias): DATABASE_URL.
+        return first
+    if isinstance(field.validation_alias, str):
+        return field.validation_alias
+    delimiter = model.model_config.get("env_nested_delimiter") or "__"
+    path = delimiter.join(str(part) for part in loc)
+    return f"{model.model_config.get('env_prefix', '')}{path}".upper()
+
+
+_GROUPS: dict[str, type[BaseSettings]] = {
+    group.__name__: group
+    for group in (
+        Settings,
+        DatabaseSettings,
+        AuthSettings,
+        HttpSettings,
+        LogSettings,
+        MetricsSettings,
+        RedisSettings,
+        RateLimitSettings,
+        CacheSettings,
+        JobsSettings,
+        QStashSettings,
+        SmtpSettings,
+    )
+}
+
+
+def explain(error: ValidationError) -> list[str]:
+    """A refused configuration, one line per problem, naming its variable and what is wrong,
+    never the value (it may be a secret)."""
+    model = _GROUPS[error.title]
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        variable = _variable(model, problem["loc"])
+        lines.append(message if variable is None else f"{variable}: {message}")
+    return lines

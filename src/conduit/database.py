@@ -10,16 +10,20 @@ more than the statements themselves (docs/benchmarks.md).
 
 import contextlib
 import hashlib
+import logging
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
 
 import aiosqlite
 import asyncpg
-from fastapi import Depends, Request
-from sqlalchemy import DateTime, Dialect, MetaData, Select, event, exc
+from fastapi import Depends, Request, status
+from sqlalchemy import DateTime, Dialect, MetaData, Select, event, exc, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -33,7 +37,6 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
-from conduit import migrations
 from conduit.config import DatabaseSettings
 from conduit.errors import AppError
 from conduit.sql_json import JSONFunctions, functions_for
@@ -45,6 +48,8 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # A read of a document is a read of its text (the cache fingerprints any read).
@@ -189,6 +194,100 @@ _CONNECTION_LOST = (
 )
 
 
+# The database, not the request, is at fault: it is down, unreachable, restarting, out of
+# connections, or the pool waited too long for one. The API answers 503 (`conduit.errors`).
+UNAVAILABLE = (
+    *_CONNECTION_LOST,
+    OSError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    # Refused by configuration: no such database, or the credentials are wrong.
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    exc.TimeoutError,
+)
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The driver's own error under SQLAlchemy's wrapping of it."""
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        return error.orig.__cause__ or error.orig
+    return error
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database is unavailable, as asyncpg raised it or SQLAlchemy
+    (which wraps the driver's errors)."""
+    invalidated = isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    return invalidated or isinstance(_cause(error), UNAVAILABLE)
+
+
+class Unavailable(AppError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    message = "is unavailable, retry shortly"
+    headers = MappingProxyType({"Retry-After": "5"})
+
+
+# While the database is down every request fails the same way: one line per interval says so.
+REPORT_INTERVAL_SECONDS = 10.0
+
+
+@dataclass
+class _Reports:
+    last: float = -REPORT_INTERVAL_SECONDS
+    suppressed: int = 0
+
+    def report(self, settings: DatabaseSettings, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - self.last < REPORT_INTERVAL_SECONDS:
+            self.suppressed += 1
+            return
+        logger.warning(
+            "database_unavailable: %s",
+            explain(settings, error),
+            extra={"error": type(_cause(error)).__name__, "since_last_report": self.suppressed},
+        )
+        self.last, self.suppressed = now, 0
+
+
+report_unavailable = _Reports().report
+
+
+_EXPLANATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (
+        asyncpg.exceptions.InvalidCatalogNameError,
+        'database "{name}" does not exist on {where}: create it, or fix DATABASE_URL',
+    ),
+    (
+        asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+        "{where} refused user {user!r}: check the user and password in DATABASE_URL",
+    ),
+    (ConnectionRefusedError, "connection refused by {where}: is PostgreSQL running there?"),
+    (socket.gaierror, "cannot resolve the host {host!r} of DATABASE_URL"),
+    ((TimeoutError, exc.TimeoutError), "no connection to {where} within {timeout:g} s"),
+)
+
+
+def explain(settings: DatabaseSettings, error: BaseException) -> str:
+    """What went wrong with the database, in one line an operator can act on, without the
+    password."""
+    url = settings.sqlalchemy_url
+    cause = _cause(error)
+    if settings.is_sqlite:
+        return f"cannot open the SQLite database {url.database}: {cause}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    for kind, template in _EXPLANATIONS:
+        if isinstance(cause, kind):
+            return template.format(
+                name=url.database,
+                where=where,
+                user=url.username,
+                host=url.host,
+                timeout=settings.connect_timeout_seconds,
+            )
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
+    return f"database at {where} unavailable: {reason}"
+
+
 class AsyncpgReader:
     """Reads on one asyncpg connection: in tests, the test's own, inside its transaction."""
 
@@ -299,6 +398,8 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         engine = create_async_engine(
             settings.sqlalchemy_url,
             echo=settings.echo,
+            # Errors carry the statement, never the values: a password hash or a token is one.
+            hide_parameters=True,
             pool_size=1,
             max_overflow=0,
             pool_timeout=settings.pool_timeout_seconds,
@@ -308,9 +409,11 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     engine = create_async_engine(
         settings.sqlalchemy_url,
         echo=settings.echo,
+        hide_parameters=True,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
+        connect_args={"timeout": settings.connect_timeout_seconds},
     )
     _discard_closed_connections(engine)
     return engine
@@ -341,7 +444,10 @@ async def _asyncpg_pool(
 ) -> AsyncIterator[AsyncpgPoolReader]:
     pool = await asyncpg.create_pool(
         settings.asyncpg_dsn,
-        min_size=1,
+        # Connections are opened when reads need them: a server that is down at start-up fails
+        # readiness (`/health/ready`), not the start.
+        min_size=0,
+        timeout=settings.connect_timeout_seconds,
         max_size=settings.read_pool_size,
         # The server refuses any write on these connections: the read path is read-only by
         # construction, not by convention.
@@ -365,6 +471,22 @@ async def _sqlite_connection(
         yield SQLiteReader(connection, dialect)
 
 
+# The migration this release's code runs on (`tests/test_migrations.py` checks that it is
+# Alembic's head): whether a database is up to date is then one query, without Alembic.
+SCHEMA_REVISION = "6b2e0c4f9a17"
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """The migration the database is at, None before the first."""
+    async with engine.connect() as connection:
+        if not await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+            return None
+        revision: str | None = await connection.scalar(
+            text("SELECT version_num FROM alembic_version")
+        )
+        return revision
+
+
 @contextlib.asynccontextmanager
 async def connect(settings: DatabaseSettings) -> AsyncIterator[Database]:
     """The engine for writes and migrations, and a reader on connections of its own. The
@@ -372,7 +494,9 @@ async def connect(settings: DatabaseSettings) -> AsyncIterator[Database]:
     engine = create_engine(settings)
     open_reader = _sqlite_connection if settings.is_sqlite else _asyncpg_pool
     try:
-        if settings.is_sqlite:
+        if settings.is_sqlite and await schema_revision(engine) != SCHEMA_REVISION:
+            from conduit import migrations  # noqa: PLC0415 (Alembic: 0.1 s of a start)
+
             await migrations.upgrade(engine)
         async with open_reader(settings, engine.dialect) as reader:
             yield Database(engine=engine, sessions=create_sessions(engine), reader=reader)

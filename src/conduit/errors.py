@@ -1,6 +1,5 @@
 """The API's error shape, `{"errors": {"<field>": ["<message>"]}}`, and its handlers."""
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -10,8 +9,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-logger = logging.getLogger(__name__)
 
 ErrorBody = dict[str, dict[str, list[str]]]
 
@@ -248,12 +245,3 @@ def register_error_handlers(app: FastAPI) -> None:
     async def handle_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail).lower())
         return error_response(exc.status_code, {"request": [message]}, exc.headers)
-
-    @app.exception_handler(Exception)
-    async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.error(
-            "unhandled_error",
-            exc_info=exc,
-            extra={"method": request.method, "path": request.url.path},
-        )
-        return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, {"server": ["internal error"]})

@@ -13,7 +13,6 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
 
-import aiosmtplib
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -89,6 +88,8 @@ class Mailer:
         message["Subject"] = email.subject
         message["Message-ID"] = message_id
         message.set_content(email.body)
+        import aiosmtplib  # noqa: PLC0415 (~50 ms of start-up, and only jobs send)
+
         await aiosmtplib.send(
             message,
             hostname=settings.host,

@@ -1,9 +1,121 @@
+import logging
+import os
+import re
+import time
+
+import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.status import HTTP_413_CONTENT_TOO_LARGE
+from starlette.status import HTTP_413_CONTENT_TOO_LARGE, HTTP_500_INTERNAL_SERVER_ERROR
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conduit.errors import error_response
+from conduit import database, metrics
+from conduit.config import DatabaseSettings
+from conduit.errors import app_error_response, error_response
+from conduit.logs import ACCESS, ROUTE, USER_ID
+
+logger = logging.getLogger(__name__)
+
+# What an `X-Request-ID` from a client or proxy must look like to be kept, not replaced: a
+# UUID, a trace id, a load balancer's id; nothing that could forge a log line.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+# Polled by platforms and scrapers every few seconds: logged at DEBUG.
+_QUIET_PREFIXES = ("/health/", "/metrics")
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+            return value
+    return os.urandom(16).hex().encode()
+
+
+class RequestContext:
+    """The outermost layer of every HTTP request: its id (`X-Request-ID`, kept when well
+    formed, else made, returned on the response and bound to every log line of the request),
+    `HEAD` answered as `GET` without the body, one access line and the request metrics once
+    it is answered, and the handler of last resort. The database being unavailable (down,
+    unreachable, out of connections) is a 503 with `Retry-After` and one log line per interval
+    (`conduit.database.report_unavailable`); any other error nothing else handled is logged
+    once, with its traceback, and answered with a 500 in the API's error shape."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        database_settings: DatabaseSettings,
+        access_log: bool,
+        metrics_enabled: bool,
+    ) -> None:
+        self.app = app
+        self.database_settings = database_settings
+        self.access_log = access_log
+        self.metrics_enabled = metrics_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope["headers"])
+        method: str = scope["method"]
+        if method == "HEAD":
+            # A copy: the server still knows the request as HEAD, and sends no body for it.
+            scope = {**scope, "method": "GET"}
+        status = HTTP_500_INTERNAL_SERVER_ERROR
+        answered = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, answered
+            if message["type"] == "http.response.start":
+                status, answered = message["status"], True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            elif method == "HEAD" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id.decode())
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            if database.unavailable(error):
+                database.report_unavailable(self.database_settings, error)
+                failure = app_error_response(database.Unavailable("database"))
+            else:
+                logger.exception("unhandled_error", extra={"method": method, "path": scope["path"]})
+                internal = {"server": ["internal error"]}
+                failure = error_response(HTTP_500_INTERNAL_SERVER_ERROR, internal)
+            if not answered:
+                await failure(scope, receive, send_with_id)
+        finally:
+            self._answered(scope, method, status, time.perf_counter() - started)
+            structlog.contextvars.reset_contextvars(**tokens)
+
+    def _answered(self, scope: Scope, method: str, status: int, duration: float) -> None:
+        matched = scope.get("route")
+        route: str | None
+        if matched is None:
+            route = scope.get(ROUTE)
+        else:
+            route = scope["app"].state.route_templates.get(id(matched)) or matched.path
+        if self.metrics_enabled:
+            metrics.REQUEST_DURATION.labels(method, route or "unmatched", status).observe(duration)
+        if self.access_log:
+            quiet = scope["path"].startswith(_QUIET_PREFIXES)
+            ACCESS.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "%s %s %d",
+                method,
+                route or "-",
+                status,
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 2),
+                    USER_ID: scope.get("state", {}).get(USER_ID),
+                },
+            )
 
 
 class BodySizeLimitMiddleware:

@@ -42,6 +42,8 @@ SERVER_STOP_TIMEOUT = 15.0
 MIGRATE_TIMEOUT = 180.0
 NPM_CI_TIMEOUT = 900.0
 LOG_TAIL_LINES = 40
+# The servers' signing key: no log line may hold it.
+SERVER_SECRET_KEY = "e2e-conformance-secret-key-0123456789abcdef"
 
 _SUMMARY_KEY = pytest.StashKey[list[str]]()
 
@@ -188,7 +190,7 @@ def _server_env(database_url: str) -> dict[str, str]:
     env = {
         **{name: value for name, value in os.environ.items() if name not in _STORE_VARIABLES},
         "DATABASE_URL": database_url,
-        "CONDUIT_SECRET_KEY": "e2e-conformance-secret-key-0123456789abcdef",
+        "CONDUIT_SECRET_KEY": SERVER_SECRET_KEY,
         "CONDUIT_ENV": "development",
         "PYTHONUNBUFFERED": "1",
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+
+from tests.e2e.conftest import SERVER_SECRET_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +39,9 @@ class RunningServer(Protocol):
     def api_url(self) -> str: ...
 
     def diagnostics(self) -> str: ...
+
+    @property
+    def log_path(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,7 @@ def test_legacy_postman_collection(
     collection = realworld_dir / "legacy" / "Conduit.postman_collection.json"
     report_path = tmp_path / "newman.json"
     username = f"legacy_{secrets.token_hex(5)}"
+    password = secrets.token_urlsafe(12)
     argv = [
         str(conformance_bin / "newman"),
         "run",
@@ -311,7 +318,7 @@ def test_legacy_postman_collection(
         "--global-var",
         f"EMAIL={username}@example.com",
         "--global-var",
-        f"PASSWORD={secrets.token_urlsafe(12)}",
+        f"PASSWORD={password}",
         "--reporters",
         "cli,json",
         "--reporter-json-export",
@@ -326,3 +333,22 @@ def test_legacy_postman_collection(
     report = _load_report(report_path, label, run, conduit_server)
     outcome = _parse_newman_report(report, label)
     _judge(outcome, run, report_path, conduit_server, conformance_summary)
+    _assert_logged_no_secret(conduit_server, report, password)
+
+
+_TOKEN = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
+
+
+def _assert_logged_no_secret(server: RunningServer, report: Any, password: str) -> None:
+    """The server's log of the whole conformance run holds none of the credentials the suite
+    sent or was given: its password, the tokens in its responses, the signing key."""
+    bodies = "".join(
+        bytes(((execution.get("response") or {}).get("stream") or {}).get("data") or []).decode()
+        for execution in report["run"]["executions"]
+    )
+    tokens = set(_TOKEN.findall(bodies))
+    log = server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert tokens
+    assert password not in log
+    assert SERVER_SECRET_KEY not in log
+    assert [token for token in tokens if token in log] == []

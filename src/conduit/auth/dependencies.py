@@ -20,6 +20,7 @@ from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
 from conduit.database import Reader, ReadSession, database_of, transaction, utcnow
 from conduit.errors import UNCOUNTED, Forbidden, Unauthorized
+from conduit.logs import USER_ID
 from conduit.ratelimit.dependencies import limit_caller
 
 _realworld_scheme = APIKeyHeader(
@@ -122,6 +123,8 @@ async def _principal(request: Request, db: Reader, *, count: bool = True) -> Pri
         await limit_caller(request, None)
         raise
     identity = principal.rate_limit_key if principal is not None else None
+    if principal is not None:
+        request.scope.setdefault("state", {})[USER_ID] = principal.user.id
     if count:
         await limit_caller(request, identity)
     if principal is None:

@@ -29,6 +29,7 @@ from conduit.cache.core import CachedRead
 from conduit.comments import reads as comments_reads
 from conduit.database import Reader
 from conduit.errors import AppError, app_error_response
+from conduit.logs import ROUTE
 from conduit.profiles import reads as profiles_reads
 from conduit.tags import reads as tags_reads
 
@@ -71,22 +72,24 @@ def _page(query_string: bytes) -> _Match | None:
     )
 
 
-def _match(scope: Scope) -> _Match | None:
+def _match(scope: Scope) -> tuple[str, _Match] | None:
+    """The route's template and its read, for a request this layer answers."""
     # The path as Starlette's routing matches it (without a root path).
     path = get_route_path(scope)
     if path == "/api/tags":
-        return tags_reads.cached
+        return "/api/tags", tags_reads.cached
     if path == "/api/articles":
-        return _page(scope["query_string"])
+        page = _page(scope["query_string"])
+        return None if page is None else ("/api/articles", page)
     if (found := _ARTICLE.fullmatch(path)) and found[1] != "feed":
         slug = found[1]
-        return lambda db: articles_reads.cached_article(db, slug=slug)
+        return "/api/articles/{slug}", lambda db: articles_reads.cached_article(db, slug=slug)
     if found := _COMMENTS.fullmatch(path):
         slug = found[1]
-        return lambda db: comments_reads.cached(db, slug=slug)
+        return "/api/articles/{slug}/comments", lambda db: comments_reads.cached(db, slug=slug)
     if found := _PROFILE.fullmatch(path):
         username = found[1]
-        return lambda db: profiles_reads.cached(db, username=username)
+        return "/api/profiles/{username}", lambda db: profiles_reads.cached(db, username=username)
     return None
 
 
@@ -103,10 +106,11 @@ class AnonymousReads:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _match(scope) if _anonymous_get(scope) else None
-        if match is None:
+        matched = _match(scope) if _anonymous_get(scope) else None
+        if matched is None:
             await self.app(scope, receive, send)
             return
+        scope[ROUTE], match = matched
         request = Request(scope, receive)
         state = request.app.state
         try:

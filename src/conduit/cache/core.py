@@ -29,7 +29,7 @@ from functools import partial
 from fastapi import Response
 from sqlalchemy import Dialect
 
-from conduit import kv
+from conduit import kv, metrics
 from conduit.cache import versions
 from conduit.cache.entries import Caller, Document, Entries, MemoryEntries, SharedEntries
 from conduit.cache.http import respond
@@ -37,6 +37,10 @@ from conduit.config import CacheSettings
 from conduit.database import Read
 
 logger = logging.getLogger(__name__)
+
+HITS = metrics.CACHE_LOOKUPS.labels("hit")
+MISSES = metrics.CACHE_LOOKUPS.labels("miss")
+BYPASSED = metrics.CACHE_LOOKUPS.labels("bypass")
 
 _LANDED_SECONDS = 1.0
 
@@ -97,6 +101,7 @@ class Cache:
         """The entry's document, from the cache while it is current, else from `build`; the
         caller is counted against its rate limit in the same round trip as the lookup."""
         if self._distrust is not None:
+            BYPASSED.inc()
             await caller.count()
             return document_of((await build()).encode())
         names = (versions.EPOCH, *entry.names)
@@ -105,17 +110,21 @@ class Cache:
             found = await self._entries.find(caller, names, key)
             if found is None:
                 # Not asked: the caller's decision met the store failing, or it is down.
+                BYPASSED.inc()
                 self._distrusting()
                 return document_of((await build()).encode())
             current = found.versions
             if found.entry is not None and found.entry[0] == current:
+                HITS.inc()
                 return found.entry[1]
             present = tuple(version for version in current if version is not None)
             if len(present) < len(current):
                 present = await self._entries.create_versions(names)
         except kv.Unavailable as error:
+            BYPASSED.inc()
             self._failed(error)
             return document_of((await build()).encode())
+        MISSES.inc()
         flight_key = (key, present)
         flight = self._flights.get(flight_key)
         if flight is None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from conduit.config import JobsBackend, Settings
 from conduit.database import Database, transaction, utcnow
@@ -84,6 +84,26 @@ async def listing(
             )
             for record in records
         ]
+
+
+async def counts(settings: Settings, database: Database) -> dict[str, int]:
+    """How many jobs are in each state: the queue's depth, what runs, and the dead letter."""
+    found = dict.fromkeys(Status, 0)
+    async with database.engine.connect() as connection:
+        if settings.jobs_backend is JobsBackend.PGQUEUER:
+            ours = {theirs: mine for mine, theirs in _PGQUEUER_STATUS.items()}
+            rows = await connection.execute(
+                text("SELECT status::text, count(*) FROM pgqueuer GROUP BY status")
+            )
+            for theirs, count in rows:
+                if theirs in ours:
+                    found[ours[theirs]] = count
+        else:
+            rows = await connection.execute(
+                select(JobRecord.status, func.count()).group_by(JobRecord.status)
+            )
+            found.update(dict(rows.all()))
+    return {str(status): count for status, count in found.items()}
 
 
 async def retry(settings: Settings, database: Database, ids: list[str]) -> int:

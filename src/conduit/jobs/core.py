@@ -9,20 +9,23 @@ calls `run`, which gives the handler a unit of work of its own (`JobContext`).
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
+import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from conduit import metrics
 from conduit.cache import Cache, Uncached
 from conduit.config import JobsSettings, Settings
-from conduit.database import CACHE, JOBS, Database, transaction
+from conduit.database import CACHE, JOBS, Database, transaction, utcnow
 from conduit.mail import Mailer
 
 logger = logging.getLogger(__name__)
@@ -43,20 +46,41 @@ class Job:
     id: uuid.UUID
     task: str
     arguments: Mapping[str, Any]
+    # The `X-Request-ID` of the request that enqueued it, bound to the job's log lines.
+    request_id: str | None = None
+    # When it was due to run first (None: periodic runs).
+    due_at: datetime | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps({"id": str(self.id), "task": self.task, "arguments": self.arguments})
+        return orjson.dumps(
+            {
+                "id": str(self.id),
+                "task": self.task,
+                "arguments": self.arguments,
+                "request_id": self.request_id,
+                "due_at": self.due_at,
+            }
+        )
 
     @classmethod
     def decode(cls, data: bytes | str) -> "Job":
         message = _Message.model_validate_json(data)
-        return cls(id=message.id, task=message.task, arguments=message.arguments)
+        return cls(
+            id=message.id,
+            task=message.task,
+            arguments=message.arguments,
+            request_id=message.request_id,
+            due_at=message.due_at,
+        )
 
 
 class _Message(BaseModel):
     id: uuid.UUID
     task: str
     arguments: dict[str, Any]
+    # Absent from the jobs of releases before them.
+    request_id: str | None = None
+    due_at: datetime | None = None
 
 
 class Queue(Protocol):
@@ -109,7 +133,13 @@ async def enqueue(
 ) -> uuid.UUID:
     """Record a run of `task` in the session's transaction; it runs once that commits, after
     `delay` if given, and never if it rolls back. Returns the job's id."""
-    job = Job(id=uuid.uuid4(), task=task.name, arguments=arguments.model_dump(mode="json"))
+    job = Job(
+        id=uuid.uuid4(),
+        task=task.name,
+        arguments=arguments.model_dump(mode="json"),
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        due_at=utcnow() + (delay or timedelta()),
+    )
     queue: Queue = session.info[JOBS]
     await queue.put(session, job, delay=delay)
     return job.id
@@ -128,23 +158,33 @@ async def run(
 ) -> None:
     """Run `job` (its `attempt`-th run) within the configured time. A failure is logged, with
     whether it was the last attempt, and raised for the backend to retry or hold the job."""
-    extra = {"job_id": str(job.id), "task": job.task, "attempt": attempt}
-    try:
-        async with asyncio.timeout(context.settings.jobs.timeout_seconds):
-            await _run(tasks, context, job)
-    except Exception:
-        last = attempt >= context.settings.jobs.max_attempts
-        logger.warning(
-            "job_failed: %s %s, attempt %d%s",
-            job.task,
-            job.id,
-            attempt,
-            " (the last)" if last else "",
-            exc_info=True,
-            extra=extra | {"last_attempt": last},
-        )
-        raise
-    logger.info("job_done: %s %s", job.task, job.id, extra=extra)
+    started = time.perf_counter()
+    if attempt == 1 and job.due_at is not None:
+        waited = (utcnow() - job.due_at).total_seconds()
+        metrics.JOB_QUEUE_LATENCY.labels(job.task).observe(max(0.0, waited))
+    with structlog.contextvars.bound_contextvars(
+        request_id=job.request_id, job_id=str(job.id), task=job.task, attempt=attempt
+    ):
+        try:
+            async with asyncio.timeout(context.settings.jobs.timeout_seconds):
+                await _run(tasks, context, job)
+        except Exception:
+            last = attempt >= context.settings.jobs.max_attempts
+            metrics.JOB_RUNS.labels(job.task, "failed").inc()
+            logger.warning(
+                "job_failed: %s %s, attempt %d%s",
+                job.task,
+                job.id,
+                attempt,
+                " (the last)" if last else "",
+                exc_info=True,
+                extra={"last_attempt": last},
+            )
+            raise
+        finally:
+            metrics.JOB_DURATION.labels(job.task).observe(time.perf_counter() - started)
+        metrics.JOB_RUNS.labels(job.task, "done").inc()
+        logger.info("job_done: %s %s", job.task, job.id)
 
 
 async def _run(tasks: Mapping[str, Task[Any]], context: JobContext, job: Job) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conduit import kv
+from conduit import kv, metrics
 from conduit.auth.principal import SAFE_METHODS
 from conduit.errors import TooManyRequests
 from conduit.ratelimit.limiter import RateLimiter, SignInAttempts
@@ -59,6 +59,9 @@ async def _count(
     decision, replies = await limiter.limit(policy, identifier, alongside)
     if decision is None:
         return replies
+    metrics.RATE_LIMIT_DECISIONS.labels(
+        policy.name, "allowed" if decision.allowed else "refused"
+    ).inc()
     decisions: list[Decision] = request.scope.setdefault("state", {}).setdefault(_DECISIONS, [])
     decisions.append(decision)
     if not decision.allowed:

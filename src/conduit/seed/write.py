@@ -4,13 +4,10 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, cast
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from slugify import slugify
 from sqlalchemy import Connection, Table, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conduit import migrations
 from conduit.articles.service import SLUG_MAX_LENGTH
 from conduit.auth.passwords import PasswordHasher
 from conduit.models import ArticleTotal, Base
@@ -170,6 +167,12 @@ async def _write(
 
 
 def _current_and_head(connection: Connection) -> tuple[str | None, str | None]:
+    # Alembic costs every process a quarter second at start; only seeding needs it here.
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    from conduit import migrations  # noqa: PLC0415
+
     current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
     return current, head

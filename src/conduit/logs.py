@@ -1,0 +1,97 @@
+"""Logging: every line a Conduit process writes goes through one structlog formatter, Conduit's
+own lines and uvicorn's and every library's alike, so that production's stdout is JSON lines
+only and development's is readable.
+
+Loggers are the standard library's (`logging.getLogger(__name__)`, fields in `extra=`);
+structlog renders them, adding the time, the level, the logger and the request's context
+(`request_id`, bound by `conduit.middleware.RequestContext`).
+"""
+
+import logging
+import logging.config
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+from conduit.config import LogFormat, Settings
+
+ACCESS = logging.getLogger("conduit.access")
+# Where a request's state keeps the id of the user it authenticated (`conduit.auth`), for its
+# access line.
+USER_ID = "user_id"
+# Where a request answered before routing keeps its route's template (`conduit.cache`).
+ROUTE = "route_template"
+
+
+def _json(event: dict[str, Any], **_: object) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
+def _without_colours(
+    _: structlog.typing.WrappedLogger, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """uvicorn adds a copy of some messages with terminal colour codes."""
+    event.pop("color_message", None)
+    return event
+
+
+class Formatter(structlog.stdlib.ProcessorFormatter):
+    def __init__(self, log_format: LogFormat) -> None:
+        renderer: list[structlog.typing.Processor]
+        if log_format is LogFormat.JSON:
+            renderer = [
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(serializer=_json),
+            ]
+        else:
+            # Plain tracebacks: a rich one shows each frame's local variables, secrets included.
+            renderer = [
+                structlog.dev.ConsoleRenderer(
+                    colors=sys.stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
+                )
+            ]
+        super().__init__(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                _without_colours,
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
+
+
+def config(settings: Settings) -> dict[str, Any]:
+    """The `logging.config.dictConfig` of a Conduit process, given to uvicorn as its
+    `log_config` (so that each of its worker processes applies it too): one handler on stdout,
+    which uvicorn's loggers reach through the root logger. uvicorn's access log stays off;
+    `conduit.access` writes one line per request instead."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "conduit": {"()": Formatter, "log_format": settings.log_format},
+        },
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "conduit",
+                "stream": "ext://sys.stdout",
+            },
+        },
+        "root": {"handlers": ["stdout"], "level": settings.log.level},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+def configure(settings: Settings) -> None:
+    """For the processes uvicorn does not start (`conduit worker`, `migrate`, ...)."""
+    logging.config.dictConfig(config(settings))

@@ -1,0 +1,112 @@
+"""What operators and platforms ask a running process: is it alive, can it serve, and its
+metrics. None of these routes is rate limited, documented in the API's schema or logged at
+INFO (`conduit.middleware.RequestContext`)."""
+
+import asyncio
+import secrets
+from types import MappingProxyType
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import exc, literal, select
+
+from conduit import kv, metrics
+from conduit.config import Settings
+from conduit.database import UNAVAILABLE, Database, Read, report_unavailable, unavailable
+from conduit.errors import Unauthorized, error_response
+from conduit.jobs import admin
+
+# A check that takes longer has failed: a platform's probe waits a few seconds at most.
+CHECK_TIMEOUT_SECONDS = 2.0
+
+router = APIRouter(include_in_schema=False)
+metrics_router = APIRouter(include_in_schema=False)
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    """The process runs and its event loop answers."""
+    return {"status": "ok"}
+
+
+# On the read path's connections: on SQLite the only write connection may be busy writing.
+_ONE: Read[int] = Read(lambda _: select(literal(1)))
+
+
+async def _database_answers(settings: Settings, database: Database) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            await database.reader.scalar(_ONE)
+    except (exc.DBAPIError, *UNAVAILABLE) as error:
+        if not unavailable(error):
+            raise
+        report_unavailable(settings.database, error)
+        return False
+    return True
+
+
+async def _store_answers(store: kv.Redis | kv.Upstash) -> bool:
+    try:
+        await store.run([("PING",)])
+    except kv.Unavailable as error:
+        store.outage.failed(error)
+        return False
+    store.outage.recovered()
+    return True
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> Response:
+    """The database answers, and the shared store when one is configured: this process can
+    serve. A 503 names what does not answer; the log says why, once per interval."""
+    state = request.app.state
+    checks: dict[str, Any] = {"database": _database_answers(state.settings, state.database)}
+    if not isinstance(state.store, kv.Memory):
+        checks["redis"] = _store_answers(state.store)
+    answers = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    failed = {name: ["is unavailable"] for name, answered in answers.items() if not answered}
+    if failed:
+        return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, failed, _RETRY_AFTER)
+    return JSONResponse({"status": "ok", "checks": dict.fromkeys(answers, "ok")})
+
+
+_RETRY_AFTER = MappingProxyType({"Retry-After": "5"})
+
+
+class _BearerRequired(Unauthorized):
+    headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+def _authorize(settings: Settings, request: Request) -> None:
+    token = settings.metrics.token
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected):
+        raise _BearerRequired("token", "is missing or invalid")
+
+
+async def _job_counts(settings: Settings, database: Database) -> dict[str, int] | None:
+    """The queue's depth by status, or None while the database does not answer (the rest of
+    the scrape still does)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            return await admin.counts(settings, database)
+    except (exc.DBAPIError, *UNAVAILABLE) as error:
+        if not unavailable(error):
+            raise
+        report_unavailable(settings.database, error)
+        return None
+
+
+@metrics_router.get("/metrics")
+async def scrape(request: Request) -> Response:
+    state = request.app.state
+    _authorize(state.settings, request)
+    counts = await _job_counts(state.settings, state.database)
+    scraped = () if counts is None else (metrics.jobs_by_status(counts),)
+    body = await asyncio.to_thread(metrics.render, *scraped)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,382 @@
+"""What an operator sees of a real `conduit serve` process: its log lines, request ids, metrics,
+health checks and start-up errors."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.databases import create_postgres_database, drop_postgres_database
+from tests.e2e.conftest import (
+    REPO_ROOT,
+    SERVER_SECRET_KEY,
+    ConduitServer,
+    database_env,
+    serving,
+    working,
+)
+from tests.threaded import free_port
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "operations-password-0123"
+SECRET_KEY = SERVER_SECRET_KEY
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with database_env(tmp_path) as environment:
+        yield environment | {
+            "CONDUIT_LOG_FORMAT": "json",
+            "CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA": "1000",
+        }
+
+
+def _stopped(server: ConduitServer) -> list[dict[str, Any]]:
+    """Every line the server wrote, once it has stopped, each parsed as JSON."""
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    lines = server.log_path.read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _register(client: httpx.Client, server: ConduitServer, name: str, request_id: str) -> str:
+    response = client.post(
+        f"{server.api_url}/users",
+        json={"user": {"username": name, "email": f"{name}@example.com", "password": PASSWORD}},
+        headers={"X-Request-ID": request_id},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["x-request-id"] == request_id
+    token: str = response.json()["user"]["token"]
+    return token
+
+
+def test_every_line_is_json_and_each_request_one_access_line_without_secrets(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """In JSON, every line is an object (the server's own start-up lines included); each
+    request has one access line with its route template, status, duration, request id and
+    user; health checks are not logged at INFO; no password, token or key is in any line."""
+    with serving(env, tmp_path) as server, httpx.Client(trust_env=False, timeout=10) as client:
+        token = _register(client, server, "operator", "registration-1")
+        auth = {"Authorization": f"Token {token}"}
+        created = client.post(
+            f"{server.api_url}/articles",
+            json={"article": {"title": "Logged", "description": "d", "body": "b"}},
+            headers={**auth, "X-Request-ID": "bad id with spaces"},
+        )
+        generated = created.headers["x-request-id"]
+        assert generated != "bad id with spaces"
+        assert len(generated) == 32
+        key = client.post(
+            f"{server.api_url}/user/api-keys",
+            json={"apiKey": {"name": "ops", "scopes": ["read"]}},
+            headers=auth,
+        ).json()["apiKey"]["key"]
+        assert client.get(f"{server.api_url}/user", headers={"X-API-Key": key}).status_code == 200
+        assert client.head(f"{server.api_url}/articles/logged").status_code in {200, 404}
+        assert client.get(f"{server.base_url}/health/live").status_code == 200
+        client.get(f"{server.api_url}/nowhere")
+        records = _stopped(server)
+
+    access = [record for record in records if record["logger"] == "conduit.access"]
+    assert {"logger": "uvicorn.error", "event": "Application startup complete."}.items() <= next(
+        record for record in records if record["event"] == "Application startup complete."
+    ).items()
+    registration = next(record for record in access if record["request_id"] == "registration-1")
+    assert registration | {"duration_ms": 0, "time": ""} == {
+        "event": "POST /api/users 201",
+        "level": "info",
+        "logger": "conduit.access",
+        "method": "POST",
+        "route": "/api/users",
+        "status": 201,
+        "user_id": None,
+        "request_id": "registration-1",
+        "duration_ms": 0,
+        "time": "",
+    }
+    article = next(record for record in access if record["request_id"] == generated)
+    assert article["route"] == "/api/articles"
+    assert isinstance(article["user_id"], int)
+    assert any(record["method"] == "HEAD" for record in access)
+    assert any(record["route"] is None and record["status"] == 404 for record in access)
+    assert not any(record.get("route") == "/health/live" for record in access)
+    text = server.log_path.read_text()
+    for secret in (PASSWORD, token, key, SECRET_KEY):
+        assert secret not in text
+
+
+def test_a_job_s_log_lines_carry_the_request_id_that_enqueued_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The welcome email of a registration is sent by a job whose lines carry the
+    registration's request id, in the API process (SQLite) or a worker (PostgreSQL)."""
+    on_postgres = "TEST_DATABASE_URL" in os.environ
+    metrics_port = free_port()
+    worker_env = env | {"CONDUIT_METRICS_WORKER_PORT": str(metrics_port)}
+    with serving(env, tmp_path) as server, httpx.Client(trust_env=False, timeout=10) as client:
+        if on_postgres:
+            with working(worker_env, tmp_path) as worker:
+                _register(client, server, "traced", "trace-me-42")
+                deadline = time.monotonic() + 15
+                while "job_done" not in worker.log() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                scrape = client.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+                worker.process.send_signal(signal.SIGTERM)
+                worker.process.wait(timeout=30)
+            log = worker.log()
+            runs = _samples(scrape, "conduit_job_runs_total")
+            assert runs[(("outcome", "done"), ("task", "auth.welcome_email"))] == 1
+        else:
+            _register(client, server, "traced", "trace-me-42")
+            time.sleep(1)
+        records = _stopped(server)
+    if on_postgres:
+        records = [json.loads(line) for line in log.splitlines()]
+    done = [record for record in records if record["event"].startswith("job_done")]
+    assert [(record["request_id"], record["task"]) for record in done] == [
+        ("trace-me-42", "auth.welcome_email")
+    ]
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_metrics_count_every_request_of_every_worker_and_need_the_token(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """With two workers, a scrape answered by either counts the requests both served, by route
+    template and status; with CONDUIT_METRICS_TOKEN, a scrape needs it."""
+    requests = 40
+    metrics_env = env | {"CONDUIT_METRICS_TOKEN": "scrape-token-0123"}
+    with serving(metrics_env, tmp_path, workers=2) as server:
+        for _ in range(requests):
+            # A connection each, so that both workers answer some.
+            with httpx.Client(trust_env=False, timeout=10) as client:
+                assert client.get(f"{server.api_url}/articles?limit=1").status_code == 200
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            refused = client.get(f"{server.base_url}/metrics")
+            scrapes = [
+                client.get(
+                    f"{server.base_url}/metrics",
+                    headers={"Authorization": "Bearer scrape-token-0123"},
+                )
+                for _ in range(4)
+            ]
+        log = server.log_path.read_text()
+
+    assert refused.status_code == 401
+    assert refused.json() == {"errors": {"token": ["is missing or invalid"]}}
+    assert {scrape.status_code for scrape in scrapes} == {200}
+    assert log.count("Application startup complete.") == 2
+    for scrape in scrapes:
+        counts = _samples(scrape.text, "conduit_http_request_duration_seconds_count")
+        key = (("method", "GET"), ("route", "/api/articles"), ("status", "200"))
+        assert counts[key] == requests
+        assert _samples(scrape.text, "conduit_db_pool_connections_in_use") == {(): 0.0}
+        assert (("status", "queued"),) in _samples(scrape.text, "conduit_jobs")
+        assert (("decision", "allowed"), ("policy", "anonymous")) in _samples(
+            scrape.text, "conduit_rate_limit_decisions_total"
+        )
+
+
+def test_an_unreachable_database_fails_readiness_with_one_line_per_interval(
+    tmp_path: Path,
+) -> None:
+    """The server starts; readiness and every request answer 503 with `Retry-After`; the log
+    says why once, not a traceback per request."""
+    down = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/conduit",
+        "CONDUIT_SECRET_KEY": SECRET_KEY,
+    }
+    log_path = tmp_path / "down.log"
+    port = free_port()
+    with _process(["serve", "--port", str(port)], down, log_path) as process:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for_port(port, process)
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            assert client.get(f"{base}/health/live").status_code == 200
+            answers = [client.get(f"{base}/health/ready") for _ in range(5)]
+            answers += [client.get(f"{base}/api/articles") for _ in range(5)]
+    log = log_path.read_text()
+
+    assert {answer.status_code for answer in answers} == {503}
+    assert answers[0].json() == {"errors": {"database": ["is unavailable"]}}
+    assert answers[-1].json() == {"errors": {"database": ["is unavailable, retry shortly"]}}
+    assert answers[-1].headers["retry-after"] == "5"
+    assert "Traceback" not in log
+    warnings = [line for line in log.splitlines() if "database_unavailable" in line]
+    assert len(warnings) == 1
+    assert "connection refused by 127.0.0.1" in warnings[0]
+
+
+def test_the_otel_variables_turn_tracing_on(env: dict[str, str], tmp_path: Path) -> None:
+    """With OTEL_TRACES_EXPORTER=console, each request is a span, and its statements too."""
+    traced = env | {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "conduit-e2e"}
+    with serving(traced, tmp_path) as server, httpx.Client(trust_env=False, timeout=10) as client:
+        _register(client, server, "spanned", "span-1")
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+    log = server.log_path.read_text()
+
+    assert '"service.name": "conduit-e2e"' in log
+    assert '"http.route": "/api/users"' in log
+    assert '"db.system' in log
+
+
+@contextmanager
+def _process(
+    arguments: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "conduit", *arguments],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail("the server did not listen")
+
+
+def _run(arguments: list[str], **variables: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CONDUIT_", "DATABASE_URL"))
+    }
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "conduit", *arguments],
+        cwd=REPO_ROOT,
+        env=environ | variables,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"CONDUIT_SECRET_KEY": "too-short-secret-value"},
+            "CONDUIT_SECRET_KEY: signing keys must have at least 32 bytes",
+        ),
+        (
+            {"CONDUIT_ENV": "production"},
+            "CONDUIT_SECRET_KEY must be set in production",
+        ),
+        (
+            {"DATABASE_URL": "mysql://root:too-short-secret-value@localhost/conduit"},
+            "DATABASE_URL: mysql:// is not supported",
+        ),
+        (
+            {"DATABASE_URL": "postgresql+psycopg://u:too-short-secret-value@localhost/conduit"},
+            "DATABASE_URL: postgresql+psycopg:// is not supported",
+        ),
+        (
+            {"CONDUIT_DB_POOL_SIZE": "lots"},
+            "CONDUIT_DB_POOL_SIZE: Input should be a valid integer",
+        ),
+    ],
+)
+def test_a_refused_configuration_is_two_lines_without_the_value(
+    variables: dict[str, str], expected: str
+) -> None:
+    result = _run(["serve"], **variables)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["Invalid configuration:", result.stderr.splitlines()[1]]
+    assert expected in result.stderr
+    assert "too-short-secret-value" not in result.stderr
+
+
+def test_an_unreachable_or_unknown_database_is_one_line() -> None:
+    refused = _run(["migrate"], DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith("Database unavailable: connection refused by 127.0.0.1:")
+
+    unresolved = _run(["migrate"], DATABASE_URL="postgresql://postgres:pw@no-such-host.invalid/x")
+    assert unresolved.returncode == 1
+    assert unresolved.stderr == (
+        "Database unavailable: cannot resolve the host 'no-such-host.invalid' of DATABASE_URL\n"
+    )
+
+
+def test_an_unknown_postgres_database_and_an_unmigrated_one_are_one_line() -> None:
+    server = os.environ.get("TEST_DATABASE_URL")
+    if server is None:
+        pytest.skip("TEST_DATABASE_URL is not set (CI sets it)")
+    unknown = server.rsplit("/", 1)[0] + "/conduit_no_such_database"
+    refused = _run(["jobs", "list"], DATABASE_URL=unknown, CONDUIT_SECRET_KEY=SECRET_KEY)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        'Database unavailable: database "conduit_no_such_database" does not exist on '
+        f"{unknown.split('@')[1].rsplit('/', 1)[0]}: create it, or fix DATABASE_URL\n"
+    )
+
+    empty = asyncio.run(create_postgres_database(server))
+    try:
+        worker = _run(["worker"], DATABASE_URL=empty, CONDUIT_SECRET_KEY=SECRET_KEY)
+    finally:
+        asyncio.run(drop_postgres_database(server, empty))
+    assert worker.returncode == 1
+    assert worker.stderr == ""
+    assert "Traceback" not in worker.stdout
+    last = worker.stdout.splitlines()[-1]
+    assert "The database is not migrated to this release: run `conduit migrate` first." in last
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run(
+            ["serve", "--port", str(port)],
+            DATABASE_URL=f"sqlite:///{tmp_path / 'port.db'}",
+        )
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert f"Port {port} on 127.0.0.1 is in use by another process" in lines[0]

@@ -1,0 +1,171 @@
+"""What operators and tools ask of the app besides the API: request ids, HEAD, health checks,
+metrics, the offline documentation, and configuration errors that name what is wrong."""
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr, ValidationError
+
+from conduit.config import (
+    DatabaseSettings,
+    HttpSettings,
+    LogFormat,
+    MetricsSettings,
+    RateLimitSettings,
+    Settings,
+    explain,
+)
+from conduit.logs import Formatter
+from conduit.main import create_app
+from tests.factories import register
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def docs_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    http = settings.http.model_copy(update={"docs_enabled": True})
+    app = create_app(settings.model_copy(update={"http": http}))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_a_well_formed_request_id_is_kept_and_any_other_replaced(
+    client: AsyncClient,
+) -> None:
+    kept = await client.get("/api/tags", headers={"X-Request-ID": "7f3c-trace.id_1:2"})
+    too_long = await client.get("/api/tags", headers={"X-Request-ID": "a" * 129})
+    injected = await client.get("/api/tags", headers={"X-Request-ID": 'x"\n{"level":"error"}'})
+    missing = await client.get("/api/tags")
+
+    assert kept.headers["x-request-id"] == "7f3c-trace.id_1:2"
+    generated = {response.headers["x-request-id"] for response in (too_long, injected, missing)}
+    assert len(generated) == 3
+    assert all(len(value) == 32 and int(value, 16) >= 0 for value in generated)
+
+
+async def test_head_answers_wherever_get_does_without_a_body(client: AsyncClient) -> None:
+    await register(client, "header")
+    get = await client.get("/api/profiles/header")
+    head = await client.head("/api/profiles/header")
+    missing = await client.head("/api/profiles/nobody-at-all")
+
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.headers["etag"] == get.headers["etag"]
+    assert missing.status_code == 404
+    assert missing.content == b""
+
+
+async def test_health_checks_answer_without_a_rate_limit(client: AsyncClient) -> None:
+    live = await client.get("/health/live")
+    ready = await client.get("/health/ready")
+
+    assert live.json() == {"status": "ok"}
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    assert "ratelimit" not in ready.headers
+
+
+async def test_metrics_can_be_turned_off_and_require_their_token(settings: Settings) -> None:
+    off = create_app(settings.model_copy(update={"metrics": MetricsSettings(enabled=False)}))
+    guarded = create_app(
+        settings.model_copy(
+            update={"metrics": MetricsSettings(token=SecretStr("the-scrape-token"))}
+        )
+    )
+    async with (
+        off.router.lifespan_context(off),
+        guarded.router.lifespan_context(guarded),
+        AsyncClient(transport=ASGITransport(app=off), base_url="http://t") as to_off,
+        AsyncClient(transport=ASGITransport(app=guarded), base_url="http://t") as to_guarded,
+    ):
+        absent = await to_off.get("/metrics")
+        anonymous = await to_guarded.get("/metrics")
+        wrong = await to_guarded.get("/metrics", headers={"Authorization": "Bearer nope"})
+        right = await to_guarded.get(
+            "/metrics", headers={"Authorization": "Bearer the-scrape-token"}
+        )
+
+    assert absent.status_code == 404
+    assert anonymous.status_code == wrong.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert right.status_code == 200
+    assert right.headers["content-type"].startswith("text/plain")
+    assert "conduit_http_request_duration_seconds_bucket" in right.text
+
+
+async def test_the_documentation_loads_nothing_from_another_host(docs_app: FastAPI) -> None:
+    async with AsyncClient(transport=ASGITransport(app=docs_app), base_url="http://t") as client:
+        swagger = await client.get("/docs")
+        redoc = await client.get("/redoc")
+        assets = [
+            await client.get(f"/docs/assets/{name}")
+            for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
+        ]
+
+    for page in (swagger, redoc):
+        assert page.status_code == 200
+        assert "https://" not in page.text
+        assert "/docs/assets/" in page.text
+    assert "conduit-docs" in swagger.text
+    assert [asset.status_code for asset in assets] == [200, 200, 200]
+    assert len(assets[0].content) > 100_000
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (
+            lambda: DatabaseSettings(url="oracle://scott:tiger@db/x"),
+            [
+                "DATABASE_URL: oracle:// is not supported; use postgresql://... (PostgreSQL, "
+                "through asyncpg) or sqlite:///... (SQLite, through aiosqlite)"
+            ],
+        ),
+        (
+            lambda: HttpSettings(max_body_bytes=1),
+            ["CONDUIT_HTTP_MAX_BODY_BYTES: Input should be greater than or equal to 1024"],
+        ),
+        (
+            lambda: RateLimitSettings.model_validate({"sign_in": {"quota": 0}}),
+            ["CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA: Input should be greater than or equal to 1"],
+        ),
+    ],
+)
+def test_a_refused_setting_is_named_by_its_variable(
+    build: Callable[[], object], expected: list[str]
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        build()
+    assert explain(refused.value) == expected
+
+
+def test_a_refused_secret_is_never_repeated() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings.model_validate({"auth": {"secret_key": "short-secret-value"}})
+
+    assert "short-secret-value" not in "\n".join(explain(refused.value))
+
+
+def test_json_lines_carry_the_fields_and_the_traceback_in_one_line() -> None:
+    try:
+        raise ValueError("broken")  # noqa: TRY301 (the error the line reports)
+    except ValueError:
+        failure = sys.exc_info()
+    record = logging.LogRecord(
+        "conduit.test", logging.ERROR, __file__, 1, "failed: %s", ("x",), failure
+    )
+    record.route = "/api/tags"
+    line = Formatter(LogFormat.JSON).format(record)
+
+    assert "\n" not in line
+    assert '"event":"failed: x"' in line
+    assert '"route":"/api/tags"' in line
+    assert '"level":"error"' in line
+    assert "ValueError: broken" in line
