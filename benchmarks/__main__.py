@@ -1,5 +1,6 @@
 """`./dev bench`: seed PostgreSQL, start Conduit and the floor (and, with --baseline, Conduit as
-of a git ref; with --uncached, Conduit with its read cache off), drive them with wrk, and report.
+of a git ref; with --uncached, Conduit with its read cache off; with --quiet, Conduit without
+its access log and metrics), drive them with wrk, and report.
 
 See docs/benchmarks.md for what each scenario and measurement means.
 """
@@ -44,12 +45,14 @@ class Extras:
 @dataclass(frozen=True, slots=True)
 class Setup:
     """Where and how the targets run: Conduit on `port`, the floor on the next, the baseline
-    (Conduit from a worktree's src/) on the one after, the uncached Conduit on the next."""
+    (Conduit from a worktree's src/) on the one after, the uncached Conduit on the next, the
+    quiet one on the next."""
 
     port: int
     workers: int
     baseline_source: Path | None
     uncached: bool
+    quiet: bool
     # Where the Conduit targets share state; in process memory when None.
     redis_url: str | None
 
@@ -65,6 +68,8 @@ class Setup:
             )
         if self.uncached:
             targets["uncached"] = servers.uncached(self.port + 3, self.workers, self.redis_url)
+        if self.quiet:
+            targets["quiet"] = servers.quiet(self.port + 4, self.workers, self.redis_url)
         targets["floor"] = servers.floor(self.port + 1, self.workers)
         return targets
 
@@ -306,8 +311,8 @@ def main(
     port: Annotated[
         int,
         typer.Option(
-            help="Conduit's port; the floor's is the next, then the baseline's, then the"
-            " uncached Conduit's."
+            help="Conduit's port; the floor's is the next, then the baseline's, the"
+            " uncached Conduit's and the quiet Conduit's."
         ),
     ] = 8700,
     baseline_ref: Annotated[
@@ -323,6 +328,14 @@ def main(
             "--uncached",
             help="Also measure the current Conduit with its read cache off"
             " (CONDUIT_CACHE_ENABLED=false).",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            help="Also measure the current Conduit without its access log and metrics"
+            " (CONDUIT_LOG_ACCESS=false, CONDUIT_METRICS_ENABLED=false).",
         ),
     ] = False,
     redis_url: Annotated[
@@ -348,7 +361,7 @@ def main(
     with _checkout(revision) as source:
         sections = [
             _run_section(
-                Setup(port, count, source, uncached, redis_url),
+                Setup(port, count, source, uncached, quiet, redis_url),
                 chosen_scales,
                 names,
                 load,
@@ -365,6 +378,7 @@ def main(
         versions=_versions(database.database_url(chosen_scales[-1])),
         baseline=revision,
         uncached=uncached,
+        quiet=quiet,
         options={
             "duration": duration,
             "trials": trials,

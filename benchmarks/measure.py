@@ -30,6 +30,8 @@ RATIOS = (
     ("conduit", "baseline"),
     ("uncached", "floor"),
     ("conduit", "uncached"),
+    ("quiet", "floor"),
+    ("conduit", "quiet"),
 )
 # The reply to the INFO that opens a trial's count is written after Redis read its counters,
 # so the closing INFO counts it; its own reply comes after its reading.

@@ -20,9 +20,20 @@ from matplotlib.axes import Axes
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 DEGRADATION_LIMIT = 2.0
-HEADERS = {"conduit": "Conduit", "baseline": "baseline", "uncached": "uncached", "floor": "floor"}
-SUBJECTS = {"conduit": "Conduit", "baseline": "the baseline", "uncached": "the uncached Conduit"}
-NUMBERS = {2: "both", 3: "the three", 4: "the four"}
+HEADERS = {
+    "conduit": "Conduit",
+    "baseline": "baseline",
+    "uncached": "uncached",
+    "quiet": "quiet",
+    "floor": "floor",
+}
+SUBJECTS = {
+    "conduit": "Conduit",
+    "baseline": "the baseline",
+    "uncached": "the uncached Conduit",
+    "quiet": "the quiet Conduit",
+}
+NUMBERS = {2: "both", 3: "the three", 4: "the four", 5: "the five"}
 RATE_HEADER = [
     "| Measurement | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors"
     " | generator CPU s |",
@@ -61,6 +72,8 @@ class Run:
     baseline: Revision | None
     # Whether the current code also ran with its read cache off, as the target "uncached".
     uncached: bool
+    # Whether it also ran without its access log and metrics, as the target "quiet".
+    quiet: bool
     options: dict[str, str | int | float]
     sections: list[Section]
 
@@ -73,7 +86,8 @@ class Run:
     def targets(self) -> tuple[str, ...]:
         baseline = () if self.baseline is None else ("baseline",)
         uncached = ("uncached",) if self.uncached else ()
-        return ("conduit", *baseline, *uncached, "floor")
+        quiet = ("quiet",) if self.quiet else ()
+        return ("conduit", *baseline, *uncached, *quiet, "floor")
 
     @property
     def ratios(self) -> list[str]:
@@ -327,6 +341,17 @@ def _uncached_lines(run: Run) -> list[str]:
     ]
 
 
+def _quiet_lines(run: Run) -> list[str]:
+    if not run.quiet:
+        return []
+    return [
+        "- Quiet: the current code without its access log and metrics"
+        " (`CONDUIT_LOG_ACCESS=false`, `CONDUIT_METRICS_ENABLED=false`), otherwise as Conduit,"
+        " which writes its access line for every request to its log file and counts it in"
+        " its metrics: Conduit/quiet is what they cost.",
+    ]
+
+
 def _redis_lines(run: Run) -> list[str]:
     if run.options.get("store") != "Redis":
         return []
@@ -354,6 +379,7 @@ def markdown(run: Run) -> str:
         _load_line(run),
         *_baseline_lines(run.baseline),
         *_uncached_lines(run),
+        *_quiet_lines(run),
         *_redis_lines(run),
         "",
     ]

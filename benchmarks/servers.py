@@ -38,8 +38,10 @@ class Target:
         return f"http://127.0.0.1:{self.port}"
 
 
-def serve_command(port: int, workers: int) -> list[str]:
-    serve = ["serve", "--port", str(port), "--workers", str(workers), "--no-access-log"]
+def serve_command(port: int, workers: int, *, access_log: bool = True) -> list[str]:
+    serve = ["serve", "--port", str(port), "--workers", str(workers)]
+    if not access_log:
+        serve.append("--no-access-log")
     return [sys.executable, "-m", "conduit", *serve]
 
 
@@ -57,6 +59,12 @@ def uncached(port: int, workers: int, redis_url: str | None) -> Target:
     """The same code as `conduit`, with its read cache off."""
     env = {**_store(redis_url, f"{KEY_PREFIX}-uncached"), "CONDUIT_CACHE_ENABLED": "false"}
     return Target("uncached", port, serve_command(port, workers), env)
+
+
+def quiet(port: int, workers: int, redis_url: str | None) -> Target:
+    """The current Conduit without its access log and metrics."""
+    env = {**_store(redis_url, f"{KEY_PREFIX}-quiet"), "CONDUIT_METRICS_ENABLED": "false"}
+    return Target("quiet", port, serve_command(port, workers, access_log=False), env)
 
 
 def baseline(port: int, workers: int, source: Path, redis_url: str | None) -> Target:

@@ -1,0 +1,89 @@
+"""How long `conduit serve` takes from its start to its first answered request.
+
+Each run starts the installed `conduit serve` command as an operator would, polls
+`GET /health/live` every 10 ms, and stops the server once it has answered; the time is from
+the spawn to that first 200. On the embedded default (a SQLite file it migrates the first time,
+so the first run is left out of the median) and, with `--postgres`, on PostgreSQL
+(BENCH_DATABASE_URL, else the local `test` database).
+
+    .tools/bin/uv run python -m benchmarks.cold_start [--runs 7] [--postgres]
+
+See docs/benchmarks.md ("Cold start").
+"""
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+app = typer.Typer(add_completion=False)
+
+CONDUIT = Path(sys.executable).with_name("conduit")
+DEADLINE_SECONDS = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def first_answer(database_url: str) -> float:
+    """Seconds from starting `conduit serve` to its first answered request."""
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "CONDUIT_LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [str(CONDUIT), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(trust_env=False, timeout=1) as client:
+            while time.perf_counter() - started < DEADLINE_SECONDS:
+                try:
+                    if (
+                        client.get(f"http://127.0.0.1:{port}/health/live").status_code
+                        == httpx.codes.OK
+                    ):
+                        return time.perf_counter() - started
+                except httpx.TransportError:
+                    time.sleep(0.01)
+        raise RuntimeError(f"conduit serve did not answer within {DEADLINE_SECONDS} s")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _report(name: str, times: list[float]) -> None:
+    shown = ", ".join(f"{value:.2f}" for value in times)
+    print(f"{name}: median {statistics.median(times):.2f} s, min {min(times):.2f} s ({shown})")
+
+
+@app.command()
+def main(
+    runs: Annotated[int, typer.Option(min=1, help="Starts measured per database.")] = 7,
+    postgres: Annotated[bool, typer.Option(help="Also on PostgreSQL.")] = False,
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        sqlite = f"sqlite:///{directory}/cold.db"
+        migrating = first_answer(sqlite)
+        print(f"sqlite, first start (migrates the new file): {migrating:.2f} s")
+        _report("sqlite", [first_answer(sqlite) for _ in range(runs)])
+    if postgres:
+        url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        _report("postgresql", [first_answer(url) for _ in range(runs)])
+
+
+if __name__ == "__main__":
+    app()
