@@ -46,9 +46,12 @@ def serve_command(port: int, workers: int, *, access_log: bool = True) -> list[s
 
 
 def _store(redis_url: str | None, prefix: str) -> dict[str, str]:
+    """Where a Conduit target keeps shared state, and its log lines as production writes them
+    (JSON; the development console's rendering costs a line four times as much)."""
+    deployed = {"CONDUIT_LOG_FORMAT": "json"}
     if redis_url is None:
-        return {}
-    return {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix}
+        return deployed
+    return {**deployed, "REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix}
 
 
 def conduit(port: int, workers: int, redis_url: str | None) -> Target:

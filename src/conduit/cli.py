@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy import exc
 
-from conduit import clients, config, database, logs, metrics
+from conduit import clients, config, database, logs, metrics, server
 from conduit import seed as seeding
 from conduit.config import JobsBackend, Settings
 from conduit.database import Database
@@ -147,25 +147,38 @@ def serve(
         )
         os.environ["CONDUIT_CACHE_ENABLED"] = "false"
     _ensure_port_free(host, port)
+    config = uvicorn.Config(
+        "conduit.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # `conduit.access` writes one line per request instead (`conduit.logs`).
+        access_log=False,
+        log_config=logs.config(settings),
+        loop="uvloop",
+        http=server.DrainingHttpToolsProtocol,
+        lifespan="on",
+        # X-Forwarded-* are honoured by the app itself, from CONDUIT_HTTP_TRUSTED_PROXIES only.
+        proxy_headers=False,
+        timeout_graceful_shutdown=settings.http.shutdown_grace_seconds,
+        # A worker's start, on a machine starting as many as it has cores or more.
+        timeout_worker_healthcheck=30,
+    )
     with _metrics_directory(workers):
-        uvicorn.run(
-            "conduit.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            # `conduit.access` writes one line per request instead (`conduit.logs`).
-            access_log=False,
-            log_config=logs.config(settings),
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            # X-Forwarded-* are honoured by the app itself, from CONDUIT_HTTP_TRUSTED_PROXIES only.
-            proxy_headers=False,
-            timeout_graceful_shutdown=settings.http.shutdown_grace_seconds,
-            # A worker's start, on a machine starting as many as it has cores or more.
-            timeout_worker_healthcheck=30,
-        )
+        if workers > 1:
+            server.Multiprocess(config, sockets=[config.bind_socket()]).run()
+            return
+        single = server.Server(config)
+        # uvicorn raises the SIGTERM it handled again once it has shut down: exit 0 then.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        single.run()
+    if not single.started:
+        raise typer.Exit(code=3)
+
+
+def _exit_cleanly(_: int, __: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()

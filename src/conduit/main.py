@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import clients, docs, kv, metrics, operations, tracing
+from conduit import clients, docs, kv, logs, metrics, operations, tracing
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.dependencies import document_security
@@ -68,6 +68,7 @@ def _tune_garbage_collector() -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    logs.configure_access(settings)
     tracer_provider = tracing.provider() if tracing.enabled() else None
 
     @asynccontextmanager

@@ -12,14 +12,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conduit import database, metrics
 from conduit.config import DatabaseSettings
 from conduit.errors import app_error_response, error_response
-from conduit.logs import ACCESS, ROUTE, USER_ID
+from conduit.logs import ROUTE, USER_ID, access_logger
 
 logger = logging.getLogger(__name__)
 
 # What an `X-Request-ID` from a client or proxy must look like to be kept, not replaced: a
 # UUID, a trace id, a load balancer's id; nothing that could forge a log line.
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-# Polled by platforms and scrapers every few seconds: logged at DEBUG.
 _QUIET_PREFIXES = ("/health/", "/metrics")
 
 
@@ -49,7 +48,8 @@ class RequestContext:
     ) -> None:
         self.app = app
         self.database_settings = database_settings
-        self.access_log = access_log
+        # Made when the middleware is, at the first request: after `create_app` configured it.
+        self.access = access_logger() if access_log else None
         self.metrics_enabled = metrics_enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,10 +88,12 @@ class RequestContext:
             if not answered:
                 await failure(scope, receive, send_with_id)
         finally:
-            self._answered(scope, method, status, time.perf_counter() - started)
+            self._answered(scope, method, status, time.perf_counter() - started, request_id)
             structlog.contextvars.reset_contextvars(**tokens)
 
-    def _answered(self, scope: Scope, method: str, status: int, duration: float) -> None:
+    def _answered(
+        self, scope: Scope, method: str, status: int, duration: float, request_id: bytes
+    ) -> None:
         matched = scope.get("route")
         route: str | None
         if matched is None:
@@ -100,21 +102,18 @@ class RequestContext:
             route = scope["app"].state.route_templates.get(id(matched)) or matched.path
         if self.metrics_enabled:
             metrics.REQUEST_DURATION.labels(method, route or "unmatched", status).observe(duration)
-        if self.access_log:
+        if self.access is not None:
+            # Polled every few seconds by platforms and scrapers: at DEBUG.
             quiet = scope["path"].startswith(_QUIET_PREFIXES)
-            ACCESS.log(
-                logging.DEBUG if quiet else logging.INFO,
-                "%s %s %d",
-                method,
-                route or "-",
-                status,
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 2),
-                    USER_ID: scope.get("state", {}).get(USER_ID),
-                },
+            log = self.access.debug if quiet else self.access.info
+            log(
+                f"{method} {route or '-'} {status}",
+                request_id=request_id.decode(),
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(duration * 1000, 2),
+                user_id=scope.get("state", {}).get(USER_ID),
             )
 
 
