@@ -86,3 +86,15 @@ def test_the_embedded_worker_writes_emails_to_the_log_without_an_smtp_server(
     )
     assert "Hello logged," in worker.stdout
     assert "job_done: auth.welcome_email" in worker.stdout
+
+
+def test_version_and_short_help() -> None:
+    version = runner.invoke(app, ["--version"])
+    short_help = runner.invoke(app, ["-h"])
+    serve_help = runner.invoke(app, ["serve", "-h"])
+
+    assert version.exit_code == 0
+    assert version.output == "conduit 0.1.0\n"
+    assert short_help.exit_code == serve_help.exit_code == 0
+    assert "serve" in short_help.output
+    assert "--workers" in serve_help.output

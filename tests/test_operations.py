@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from prometheus_client import REGISTRY
 from pydantic import SecretStr, ValidationError
 
 from conduit.config import (
@@ -60,6 +61,21 @@ async def test_head_answers_wherever_get_does_without_a_body(client: AsyncClient
     assert head.headers["etag"] == get.headers["etag"]
     assert missing.status_code == 404
     assert missing.content == b""
+
+
+def _cache_lookups(result: str) -> float:
+    return REGISTRY.get_sample_value("conduit_cache_lookups_total", {"result": result}) or 0.0
+
+
+async def test_cache_lookups_are_counted_as_hits_and_misses(client: AsyncClient) -> None:
+    """Two reads of one document: the second at least is a hit (the first may be too)."""
+    hits, misses = _cache_lookups("hit"), _cache_lookups("miss")
+
+    for _ in range(2):
+        assert (await client.get("/api/tags")).status_code == 200
+
+    assert _cache_lookups("hit") >= hits + 1
+    assert _cache_lookups("hit") + _cache_lookups("miss") == hits + misses + 2
 
 
 async def test_health_checks_answer_without_a_rate_limit(client: AsyncClient) -> None:
