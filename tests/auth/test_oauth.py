@@ -1,6 +1,14 @@
+from datetime import timedelta
+from typing import Any
+
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conduit.auth.models import RefreshToken
+from conduit.auth.sessions import REPLAY_GRACE
+from conduit.database import utcnow
 from tests.factories import PASSWORD, auth, bearer, oauth_tokens, register
 
 pytestmark = pytest.mark.anyio
@@ -52,12 +60,25 @@ async def test_refresh_rotates(client: AsyncClient) -> None:
     assert again.status_code == 200
 
 
-async def test_reusing_a_refresh_token_ends_the_session(client: AsyncClient) -> None:
+async def _rotated_once(client: AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Jake's first OAuth2 tokens, and those their refresh token was traded for."""
     await register(client, "jake")
     first = await oauth_tokens(client, "jake")
     second = (
         await client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
     ).json()
+    return first, second
+
+
+async def test_reusing_a_refresh_token_ends_the_session(
+    client: AsyncClient, connection: AsyncConnection
+) -> None:
+    first, second = await _rotated_once(client)
+    await connection.execute(
+        update(RefreshToken)
+        .where(RefreshToken.used_at.is_not(None))
+        .values(used_at=utcnow() - REPLAY_GRACE - timedelta(seconds=1))
+    )
 
     replay = await client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
 
@@ -67,6 +88,21 @@ async def test_reusing_a_refresh_token_ends_the_session(client: AsyncClient) -> 
     assert after.status_code == 401
     me = await client.get("/api/user", headers=bearer(second["access_token"]))
     assert me.status_code == 401
+
+
+async def test_a_replay_within_the_grace_is_refused_but_keeps_the_session(
+    client: AsyncClient,
+) -> None:
+    first, second = await _rotated_once(client)
+
+    replay = await client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+
+    assert replay.status_code == 401
+    assert replay.json() == {"errors": {"refresh_token": ["is invalid"]}}
+    me = await client.get("/api/user", headers=bearer(second["access_token"]))
+    assert me.status_code == 200
+    after = await client.post("/api/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert after.status_code == 200
 
 
 async def test_unknown_refresh_token(client: AsyncClient) -> None:

@@ -5,7 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conduit.auth.models import RefreshToken
+from conduit.auth.sessions import REPLAY_GRACE
+from conduit.database import utcnow
 from tests.conftest import PREVIOUS_TEST_SECRET
 from tests.factories import PASSWORD, auth, bearer, oauth_tokens, register
 from tests.security import tokens
@@ -137,12 +142,20 @@ async def test_revoked_session_token_stops_working_at_once(client: AsyncClient) 
     await _invalid(client, token)
 
 
-async def test_replayed_refresh_token_revokes_the_family(client: AsyncClient) -> None:
+async def test_replayed_refresh_token_revokes_the_family(
+    client: AsyncClient, connection: AsyncConnection
+) -> None:
     await register(client, "alice")
     first = await oauth_tokens(client, "alice")
     second = (
         await client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
     ).json()
+    # A replay, not a refresh racing the first one (`sessions.REPLAY_GRACE`).
+    await connection.execute(
+        update(RefreshToken)
+        .where(RefreshToken.used_at.is_not(None))
+        .values(used_at=utcnow() - REPLAY_GRACE - timedelta(seconds=1))
+    )
 
     await client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
 

@@ -34,7 +34,8 @@ class AuthSession(Base):
 
 class RefreshToken(Base):
     """One link of a session's rotation chain, stored only as a hash. A token is used once; a
-    second use means it leaked, and ends the session."""
+    second use, past `sessions.REPLAY_GRACE` after the first, means it leaked, and ends the
+    session."""
 
     __tablename__ = "refresh_tokens"
     __table_args__ = (Index(None, "session_id"),)

@@ -3,7 +3,8 @@
 A session is created by every sign-in (RealWorld login or registration, or the OAuth2 password
 grant) and named in every access token issued for it, so ending it ends those tokens at once.
 Refresh tokens are opaque random strings stored as SHA-256 hashes; each is used once, and using
-one twice ends its session (OAuth 2.0 Security BCP, section 4.14).
+one again, once `REPLAY_GRACE` has passed since its use, ends its session (OAuth 2.0 Security BCP,
+section 4.14).
 """
 
 import secrets
@@ -19,6 +20,12 @@ from conduit.auth.tokens import create_access_token, digest
 from conduit.config import AuthSettings
 from conduit.database import utcnow
 from conduit.errors import Unauthorized
+
+# A used refresh token that arrives again this soon after its use is refused without ending the
+# session: refreshes racing with one token (several tabs whose access tokens expired together, a
+# client retrying at once) are not a leak, and the one that won must keep its session. Measured
+# from each request's arrival, so time spent queueing for the database does not count.
+REPLAY_GRACE = timedelta(seconds=10)
 
 
 class RefreshTokenReused(Unauthorized):
@@ -76,8 +83,9 @@ async def start_oauth(
 async def refresh(
     session: AsyncSession, settings: AuthSettings, *, refresh_token: str
 ) -> TokenResponse:
-    """Trade a refresh token for a new pair. The claim is one atomic UPDATE, so of two
-    concurrent refreshes with the same token exactly one wins; the other counts as reuse."""
+    """Trade a refresh token for a new pair. The claim is one atomic UPDATE, so of concurrent
+    refreshes with the same token exactly one wins. The others are refused, and end the session
+    only when the token had been used `REPLAY_GRACE` before they arrived: that is a replay."""
     now = utcnow()
     token_hash = digest(refresh_token)
     claimed = await session.execute(
@@ -94,7 +102,8 @@ async def refresh(
     if session_id is None:
         replayed = await session.scalar(
             select(RefreshToken.session_id).where(
-                RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_not(None)
+                RefreshToken.token_hash == token_hash,
+                RefreshToken.used_at < now - REPLAY_GRACE,
             )
         )
         if replayed is not None:
