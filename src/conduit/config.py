@@ -43,7 +43,14 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=10, ge=0, le=200)
     read_pool_size: int = Field(default=10, ge=1, le=200)
+    # The wait for a connection of either pool: when every one stays busy this long, the
+    # request is answered 503.
     pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The longest a statement may take, lock waits included: a slow database answers 503
+    # rather than holding requests. PostgreSQL's statement_timeout, on the connections of the
+    # API and the workers (a migration or a seed may take minutes); on SQLite, how long a
+    # statement waits for another process's write lock.
+    statement_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
     # Opening a connection, TCP and authentication included: an unreachable server fails
     # after this long rather than after the driver's minute.
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)

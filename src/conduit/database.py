@@ -8,10 +8,12 @@ prepared-statement cache on a pool of read-only connections. SQLAlchemy's execut
 more than the statements themselves (docs/benchmarks.md).
 """
 
+import asyncio
 import contextlib
 import hashlib
 import logging
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -176,7 +178,11 @@ class _AsyncpgExecutor(Protocol):
     async def fetchval(self, query: str, *args: object) -> Any: ...
 
 
-class _AsyncpgPool(_AsyncpgExecutor, Protocol):
+class _AsyncpgPool(Protocol):
+    async def acquire(self) -> _AsyncpgExecutor: ...
+
+    async def release(self, connection: _AsyncpgExecutor) -> None: ...
+
     async def expire_connections(self) -> None: ...
 
 
@@ -194,8 +200,14 @@ _CONNECTION_LOST = (
 )
 
 
+class PoolTimeout(Exception):
+    """No connection of the read pool came free within the pool timeout (the write pool's
+    is SQLAlchemy's `TimeoutError`)."""
+
+
 # The database, not the request, is at fault: it is down, unreachable, restarting, out of
-# connections, or the pool waited too long for one. The API answers 503 (`conduit.errors`).
+# connections, too slow (a statement ran past the statement timeout), or a pool waited too
+# long for a connection. The API answers 503 (`conduit.errors`).
 UNAVAILABLE = (
     *_CONNECTION_LOST,
     OSError,
@@ -203,6 +215,8 @@ UNAVAILABLE = (
     # Refused by configuration: no such database, or the credentials are wrong.
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.QueryCanceledError,
+    PoolTimeout,
     exc.TimeoutError,
 )
 
@@ -214,11 +228,20 @@ def _cause(error: BaseException) -> BaseException:
     return error
 
 
+def _sqlite_locked(error: BaseException) -> bool:
+    """SQLite's busy timeout ran out: another connection held the lock all along."""
+    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode & 0xFF in {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    }
+
+
 def unavailable(error: BaseException) -> bool:
-    """Whether `error` says the database is unavailable, as asyncpg raised it or SQLAlchemy
+    """Whether `error` says the database is unavailable, as a driver raised it or SQLAlchemy
     (which wraps the driver's errors)."""
     invalidated = isinstance(error, exc.DBAPIError) and error.connection_invalidated
-    return invalidated or isinstance(_cause(error), UNAVAILABLE)
+    cause = _cause(error)
+    return invalidated or isinstance(cause, UNAVAILABLE) or _sqlite_locked(cause)
 
 
 class Unavailable(AppError):
@@ -263,8 +286,26 @@ _EXPLANATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...]
     ),
     (ConnectionRefusedError, "connection refused by {where}: is PostgreSQL running there?"),
     (socket.gaierror, "cannot resolve the host {host!r} of DATABASE_URL"),
-    ((TimeoutError, exc.TimeoutError), "no connection to {where} within {timeout:g} s"),
+    (TimeoutError, "no connection to {where} within {connect_timeout:g} s"),
+    (
+        asyncpg.exceptions.QueryCanceledError,
+        "{where} cancelled a statement ({cause}; the statement timeout is "
+        "{statement_timeout:g} s): the database is slow, or a lock holds statements up",
+    ),
 )
+
+
+def _pool_exhausted(settings: DatabaseSettings, cause: BaseException) -> str | None:
+    if isinstance(cause, PoolTimeout):
+        pool = "read"
+    elif isinstance(cause, exc.TimeoutError):
+        pool = "write"
+    else:
+        return None
+    return (
+        f"no connection of the {pool} pool came free within {settings.pool_timeout_seconds:g} "
+        "s: the database is slow, or the pool is too small for the load"
+    )
 
 
 def explain(settings: DatabaseSettings, error: BaseException) -> str:
@@ -272,7 +313,15 @@ def explain(settings: DatabaseSettings, error: BaseException) -> str:
     password."""
     url = settings.sqlalchemy_url
     cause = _cause(error)
+    exhausted = _pool_exhausted(settings, cause)
+    if exhausted is not None:
+        return exhausted
     if settings.is_sqlite:
+        if _sqlite_locked(cause):
+            return (
+                f"the SQLite database {url.database} stayed locked by another connection for "
+                f"{settings.statement_timeout_seconds:g} s"
+            )
         return f"cannot open the SQLite database {url.database}: {cause}"
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     for kind, template in _EXPLANATIONS:
@@ -282,7 +331,9 @@ def explain(settings: DatabaseSettings, error: BaseException) -> str:
                 where=where,
                 user=url.username,
                 host=url.host,
-                timeout=settings.connect_timeout_seconds,
+                connect_timeout=settings.connect_timeout_seconds,
+                statement_timeout=settings.statement_timeout_seconds,
+                cause=cause,
             )
     reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
     return f"database at {where} unavailable: {reason}"
@@ -301,25 +352,45 @@ class AsyncpgReader:
         return cast("T | None", value)
 
 
-class AsyncpgPoolReader(AsyncpgReader):
+class AsyncpgPoolReader:
     """Reads on a pool of read-only asyncpg connections.
 
     The pool replaces a connection it knows is closed when it hands it out, with no round trip.
     When a statement meets one that died unnoticed (a restart or failover ends them all at
     once), every pooled connection is expired and the read, being idempotent, runs once more on
-    a new one.
+    a new one. A read that waits longer than `pool_timeout` for a connection fails
+    (`PoolTimeout`), as a write does.
     """
 
-    def __init__(self, pool: _AsyncpgPool, dialect: Dialect) -> None:
-        super().__init__(pool, dialect)
+    def __init__(self, pool: _AsyncpgPool, dialect: Dialect, *, pool_timeout: float) -> None:
         self._pool = pool
+        self._dialect = dialect
+        self._pool_timeout = pool_timeout
 
     async def scalar(self, read: Read[T], /, **params: object) -> T | None:
+        compiled = read.compiled(self._dialect)
+        arguments = compiled.arguments(params)
         try:
-            return await super().scalar(read, **params)
+            value = await self._fetchval(compiled.sql, arguments)
         except _CONNECTION_LOST:
             await self._pool.expire_connections()
-            return await super().scalar(read, **params)
+            value = await self._fetchval(compiled.sql, arguments)
+        return cast("T | None", value)
+
+    async def _fetchval(self, sql: str, arguments: list[object]) -> object:
+        waiting = asyncio.timeout(self._pool_timeout)
+        try:
+            async with waiting:
+                connection = await self._pool.acquire()
+        except TimeoutError as error:
+            # Connecting has a timeout of its own: only the wait for a free connection is ours.
+            if waiting.expired():
+                raise PoolTimeout from error
+            raise
+        try:
+            return await connection.fetchval(sql, *arguments)
+        finally:
+            await self._pool.release(connection)
 
 
 class SQLiteReader:
@@ -352,7 +423,7 @@ class SessionReader:
 # Engine, sessions and the process-wide clients -------------------------------------------
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: str) -> None:
     """Foreign keys, WAL, and transactions SQLite can serialise without deadlocking.
 
     pysqlite's own transaction handling breaks SAVEPOINT, so it is switched off and every
@@ -368,7 +439,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             "PRAGMA foreign_keys = ON",
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = NORMAL",
-            "PRAGMA busy_timeout = 10000",
+            f"PRAGMA busy_timeout = {busy_timeout}",
         ):
             cursor.execute(pragma)
         cursor.close()
@@ -391,7 +462,13 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
             raise exc.DisconnectionError
 
 
-def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+def _milliseconds(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
+
+
+def create_engine(settings: DatabaseSettings, *, bounded: bool = False) -> AsyncEngine:
+    """The engine for writes. `bounded`: its statements are cancelled after the statement
+    timeout, as those of requests and jobs are; migrations and seeds are not."""
     if settings.is_sqlite:
         # One connection per process: SQLite has a single writer anyway, and queueing in the
         # pool is cheaper than SQLITE_BUSY retries.
@@ -404,8 +481,12 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
             max_overflow=0,
             pool_timeout=settings.pool_timeout_seconds,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout=_milliseconds(settings.statement_timeout_seconds))
         return engine
+    connect_args: dict[str, object] = {"timeout": settings.connect_timeout_seconds}
+    if bounded:
+        timeout = _milliseconds(settings.statement_timeout_seconds)
+        connect_args["server_settings"] = {"statement_timeout": timeout}
     engine = create_async_engine(
         settings.sqlalchemy_url,
         echo=settings.echo,
@@ -413,7 +494,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
-        connect_args={"timeout": settings.connect_timeout_seconds},
+        connect_args=connect_args,
     )
     _discard_closed_connections(engine)
     return engine
@@ -449,13 +530,16 @@ async def _asyncpg_pool(
         min_size=0,
         timeout=settings.connect_timeout_seconds,
         max_size=settings.read_pool_size,
-        # The server refuses any write on these connections: the read path is read-only by
-        # construction, not by convention.
-        server_settings={"default_transaction_read_only": "on"},
+        server_settings={
+            # The server refuses any write on these connections: the read path is read-only
+            # by construction, not by convention.
+            "default_transaction_read_only": "on",
+            "statement_timeout": _milliseconds(settings.statement_timeout_seconds),
+        },
         reset=_keep_session,
     )
     try:
-        yield AsyncpgPoolReader(pool, dialect)
+        yield AsyncpgPoolReader(pool, dialect, pool_timeout=settings.pool_timeout_seconds)
     finally:
         await pool.close()
 
@@ -465,8 +549,9 @@ async def _sqlite_connection(
     settings: DatabaseSettings, dialect: Dialect
 ) -> AsyncIterator[SQLiteReader]:
     path = Path(settings.sqlalchemy_url.database or "")
+    busy_timeout = _milliseconds(settings.statement_timeout_seconds)
     async with aiosqlite.connect(path, isolation_level=None) as connection:
-        for pragma in ("PRAGMA query_only = ON", "PRAGMA busy_timeout = 10000"):
+        for pragma in ("PRAGMA query_only = ON", f"PRAGMA busy_timeout = {busy_timeout}"):
             await connection.execute(pragma)
         yield SQLiteReader(connection, dialect)
 
@@ -491,7 +576,7 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
 async def connect(settings: DatabaseSettings) -> AsyncIterator[Database]:
     """The engine for writes and migrations, and a reader on connections of its own. The
     embedded SQLite default migrates itself; PostgreSQL is migrated by `conduit migrate`."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, bounded=True)
     open_reader = _sqlite_connection if settings.is_sqlite else _asyncpg_pool
     try:
         if settings.is_sqlite and await schema_revision(engine) != SCHEMA_REVISION:
