@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import NewType
 
+import orjson
 from pydantic import BaseModel
 from sqlalchemy import (
     BindParameter,
@@ -33,7 +34,6 @@ KeyHolderDocument = NewType("KeyHolderDocument", str)
 
 _USER_ID: BindParameter[int] = bindparam("user_id", type_=Integer)
 _KEY_ID: BindParameter[int] = bindparam("key_id", type_=Integer)
-_KEY: BindParameter[str] = bindparam("key", type_=String)
 _KEY_HASH: BindParameter[str] = bindparam("key_hash", type_=String)
 _NOW: BindParameter[datetime] = bindparam("now", type_=UTCDateTime)
 _STALE_BEFORE: BindParameter[datetime] = bindparam("stale_before", type_=UTCDateTime)
@@ -50,8 +50,7 @@ class KeyHolder(BaseModel):
     stale: bool
 
 
-def _api_key(j: JSONFunctions, *, with_secret: bool) -> ColumnElement[str]:
-    secret = {"key": _KEY} if with_secret else {}
+def _api_key(j: JSONFunctions) -> ColumnElement[str]:
     return j.object(
         id=ApiKey.id,
         name=ApiKey.name,
@@ -60,13 +59,12 @@ def _api_key(j: JSONFunctions, *, with_secret: bool) -> ColumnElement[str]:
         createdAt=j.timestamp(ApiKey.created_at),
         expiresAt=j.timestamp(ApiKey.expires_at),
         lastUsedAt=j.timestamp(ApiKey.last_used_at),
-        **secret,
     )
 
 
 def _for_user(j: JSONFunctions) -> Select[str]:
     rows = (
-        select(_api_key(j, with_secret=False).label("document"), ApiKey.id)
+        select(_api_key(j).label("document"), ApiKey.id)
         .where(ApiKey.user_id == _USER_ID)
         .subquery()
     )
@@ -75,9 +73,7 @@ def _for_user(j: JSONFunctions) -> Select[str]:
 
 
 def _created(j: JSONFunctions) -> Select[str]:
-    return select(as_text(j.object(apiKey=_api_key(j, with_secret=True)))).where(
-        ApiKey.id == _KEY_ID
-    )
+    return select(as_text(j.object(apiKey=_api_key(j)))).where(ApiKey.id == _KEY_ID)
 
 
 def _holder(j: JSONFunctions) -> Select[str]:
@@ -108,10 +104,14 @@ async def for_user(db: Reader, *, user_id: int) -> ApiKeysDocument:
 
 
 async def created(db: Reader, *, key_id: int, key: str) -> CreatedApiKeyDocument:
-    document = await db.scalar(_CREATED, key_id=key_id, key=key)
+    """The new key's document, its secret added here rather than sent to the database: a
+    statement's parameters reach logs (aiosqlite's at DEBUG, PostgreSQL's `log_statement`)."""
+    document = await db.scalar(_CREATED, key_id=key_id)
     if document is None:
         raise NotFound("api_key")
-    return document
+    created = orjson.loads(document)
+    created["apiKey"]["key"] = key
+    return CreatedApiKeyDocument(orjson.dumps(created).decode())
 
 
 async def holder(
