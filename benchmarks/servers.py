@@ -184,7 +184,7 @@ def cpu_seconds(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_kib(pid: int) -> int:
+def rss_kib(pid: int) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -206,7 +206,7 @@ class RssSampler:
 
     def _sample(self) -> None:
         tree = process_tree(self.root)
-        sizes = [_rss_kib(pid) for pid in tree]
+        sizes = [rss_kib(pid) for pid in tree]
         self.processes = max(self.processes, len(tree))
         self.peak_total_kib = max(self.peak_total_kib, sum(sizes))
         self.peak_process_kib = max(self.peak_process_kib, *sizes)
