@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from conduit.auth.dependencies import _authenticates, anonymous_caller
+from conduit.auth.dependencies import _authentication, anonymous_caller
 from conduit.config import Settings
 from conduit.main import create_app
 from conduit.ratelimit.dependencies import limit_anonymous, limit_sign_in
@@ -104,7 +104,7 @@ def test_every_api_route_counts_its_caller_against_a_rate_limit() -> None:
     unlimited = [
         f"{sorted(route.methods or ())} {route.path}"
         for route in routes
-        if not (_authenticates(route.dependant) or _counts_caller(route.dependant))
+        if not (_authentication(route.dependant) or _counts_caller(route.dependant))
     ]
     assert len(routes) > 20
     assert unlimited == []

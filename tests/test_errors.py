@@ -12,13 +12,17 @@ from tests.factories import auth, register
 pytestmark = pytest.mark.anyio
 
 
-async def test_malformed_json(client: AsyncClient) -> None:
+# Not JSON, and not UTF-8 (which JSON must be): one rule for every body that cannot be read.
+@pytest.mark.parametrize(
+    "content",
+    [b'{"article": {"title": ', b'{"article": {"title": "\xff\xfe"}}'],
+    ids=["json", "utf8"],
+)
+async def test_malformed_json(client: AsyncClient, content: bytes) -> None:
     token = await register(client, "jake")
 
     response = await client.post(
-        "/api/articles",
-        headers=auth(token) | {"Content-Type": "application/json"},
-        content=b'{"article": {"title": ',
+        "/api/articles", headers=auth(token) | {"Content-Type": "application/json"}, content=content
     )
 
     assert response.status_code == 422

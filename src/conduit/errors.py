@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 ErrorBody = dict[str, dict[str, list[str]]]
 
@@ -88,15 +89,25 @@ _RESPONSE_DESCRIPTIONS = {
     status.HTTP_403_FORBIDDEN: "Not yours to change, or the API key lacks the scope.",
     status.HTTP_404_NOT_FOUND: "No such resource.",
     status.HTTP_409_CONFLICT: "Already taken.",
-    status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input; each field says what is wrong.",
+    status.HTTP_413_CONTENT_TOO_LARGE: "The body is over the size limit.",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: (
+        "Invalid input, each field saying what is wrong; a body that is not JSON (or not UTF-8)"
+        " is `body`."
+    ),
     status.HTTP_429_TOO_MANY_REQUESTS: "Rate limited; retry after `Retry-After` seconds.",
+    status.HTTP_503_SERVICE_UNAVAILABLE: (
+        "The database is unavailable or too slow; retry after `Retry-After` seconds."
+    ),
 }
 
-_RATE_LIMIT_HEADERS = {
+_RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds until the request may succeed.",
         "schema": {"type": "integer"},
     },
+}
+_RATE_LIMIT_HEADERS = {
+    **_RETRY_AFTER,
     "RateLimit-Policy": {
         "description": 'The policies that apply, e.g. `"anonymous";q=300;w=60`.',
         "schema": {"type": "string"},
@@ -114,9 +125,15 @@ def responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     which is not the shape Conduit sends."""
     return {
         code: {"model": ErrorResponse, "description": _RESPONSE_DESCRIPTIONS[code]}
-        | ({"headers": _RATE_LIMIT_HEADERS} if code == status.HTTP_429_TOO_MANY_REQUESTS else {})
+        | ({"headers": _HEADERS[code]} if code in _HEADERS else {})
         for code in status_codes
     }
+
+
+_HEADERS = {
+    status.HTTP_429_TOO_MANY_REQUESTS: _RATE_LIMIT_HEADERS,
+    status.HTTP_503_SERVICE_UNAVAILABLE: _RETRY_AFTER,
+}
 
 
 OAUTH2_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -208,6 +225,25 @@ _HTTP_MESSAGES = {
 }
 
 
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allow(request: Request) -> str:
+    """Every method of the path, not just those of the first route matching it (Starlette's
+    `Allow`); HEAD wherever GET is (`conduit.middleware.RequestContext`)."""
+    routes = request.app.router.routes
+    allowed = {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    }
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
+
+
 def app_error_response(error: AppError) -> JSONResponse:
     return error_response(error.status_code, {error.field: [error.message]}, error.headers)
 
@@ -242,6 +278,15 @@ def register_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def handle_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def handle_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:
+            # FastAPI's answer to a body it could not decode (not UTF-8, a broken form): the
+            # same 422 as a body that is not JSON, one rule for every unreadable body.
+            return error_response(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, {"body": [_MESSAGES["json_invalid"]]}
+            )
+        headers = exc.headers
+        if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            headers = {"Allow": _allow(request)}
         message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail).lower())
-        return error_response(exc.status_code, {"request": [message]}, exc.headers)
+        return error_response(exc.status_code, {"request": [message]}, headers)

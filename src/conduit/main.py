@@ -10,10 +10,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import clients, docs, kv, logs, metrics, operations, tracing
+from conduit import clients, docs, kv, logs, metrics, openapi, operations, tracing
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
-from conduit.auth.dependencies import document_security
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
 from conduit.cache.anonymous import AnonymousReads
@@ -120,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         # Served by `conduit.docs`, with their assets.
         docs_url=None,
@@ -182,14 +182,10 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     # route matching on every request.
     for router in routers:
         app.include_router(router, prefix="/api")
+    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
     # A request's route is the router's own, which knows its path without the prefix.
-    app.state.route_templates = {
-        id(route): f"/api{route.path}"
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute)
-    }
-    document_security(app, routers, prefix="/api")
+    app.state.route_templates = {id(route): f"/api{route.path_format}" for route in routes}
+    openapi.complete(app, routes, prefix="/api")
     app.include_router(operations.router)
     if settings.metrics.enabled:
         app.include_router(operations.metrics_router)

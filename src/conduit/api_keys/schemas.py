@@ -1,10 +1,10 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from conduit.auth.principal import Scope
-from conduit.schemas import NotBlank, Schema, Timestamp
+from conduit.schemas import NOT_BLANK_TEXT, Input, NotBlank, Schema, Strip, Timestamp
 
 
 def _in_the_future(value: datetime | None) -> datetime | None:
@@ -13,13 +13,13 @@ def _in_the_future(value: datetime | None) -> datetime | None:
     return value
 
 
-class NewApiKey(Schema):
-    name: Annotated[str, NotBlank, StringConstraints(strip_whitespace=True, max_length=100)]
+class NewApiKey(Input):
+    name: Annotated[str, Field(max_length=100, pattern=NOT_BLANK_TEXT), NotBlank, Strip]
     scopes: Annotated[set[Scope], Field(min_length=1)]
     expires_at: Annotated[AwareDatetime | None, AfterValidator(_in_the_future)] = None
 
 
-class NewApiKeyRequest(Schema):
+class NewApiKeyRequest(Input):
     api_key: NewApiKey
 
 

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from starlette.convertors import Convertor, register_url_convertor
 
 from conduit.articles import reads, service
 from conduit.articles.dependencies import ValidArticle
@@ -14,15 +15,31 @@ from conduit.auth.dependencies import CallerSignedIn, CurrentUser, OptionalCalle
 from conduit.cache import NOT_MODIFIED, Cached
 from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
-from conduit.schemas import JSONText
+from conduit.schemas import ANY_TEXT, JSONText, PathName
 
 router = APIRouter(prefix="/articles", tags=["Articles"], responses=responses(429))
+
+
+class _ArticleSlug(Convertor[str]):
+    """An article's slug in a path: any segment but `feed`, which is the feed's path whatever
+    the method (PUT /api/articles/feed is a 405, not a search for an article)."""
+
+    regex = f"(?!{service.FEED}$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("article_slug", _ArticleSlug())
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Articles to skip.")]
-Filter = Annotated[str | None, Query(max_length=255)]
+Filter = Annotated[str | None, Query(max_length=255, pattern=ANY_TEXT)]
 
 _CHANGE = responses(401, 403, 404, 422)
 _READ = responses(401, 403, 422) | NOT_MODIFIED
@@ -63,9 +80,9 @@ async def feed(
     return await cache.respond(caller, read)
 
 
-@router.get("/{slug}", response_model=ArticleResponse, responses=_READ_ONE)
+@router.get("/{slug:article_slug}", response_model=ArticleResponse, responses=_READ_ONE)
 async def get_article(
-    slug: str, db: ReadSession, caller: OptionalCaller, cache: Cached
+    slug: PathName, db: ReadSession, caller: OptionalCaller, cache: Cached
 ) -> Response:
     return await cache.respond(caller, reads.cached_article(db, slug=slug))
 
@@ -83,7 +100,7 @@ async def create_article(body: NewArticleRequest, session: Session, user: Curren
     return JSONText(document, status_code=status.HTTP_201_CREATED)
 
 
-@router.put("/{slug}", response_model=ArticleResponse, responses=_CHANGE)
+@router.put("/{slug:article_slug}", response_model=ArticleResponse, responses=_CHANGE)
 async def update_article(
     body: UpdateArticleRequest, session: Session, user: CurrentUser, article: ValidArticle
 ) -> Response:
@@ -94,7 +111,9 @@ async def update_article(
 
 
 @router.delete(
-    "/{slug}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403, 404, 422)
+    "/{slug:article_slug}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 404, 422),
 )
 async def delete_article(session: Session, user: CurrentUser, article: ValidArticle) -> Response:
     """Delete your own article, with its comments and favorites."""

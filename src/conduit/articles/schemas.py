@@ -1,9 +1,18 @@
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from conduit.profiles.schemas import Profile
-from conduit.schemas import NotBlank, Schema, Timestamp, reject_blank
+from conduit.schemas import (
+    NOT_BLANK_TEXT,
+    Input,
+    NotBlank,
+    NotNull,
+    Schema,
+    Strip,
+    Timestamp,
+    reject_blank,
+)
 
 MAX_TAGS = 10
 
@@ -12,38 +21,39 @@ def _unique(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-Title = Annotated[str, NotBlank, StringConstraints(strip_whitespace=True, max_length=200)]
-Description = Annotated[str, NotBlank, StringConstraints(strip_whitespace=True, max_length=1000)]
-Body = Annotated[str, NotBlank, StringConstraints(max_length=100_000)]
-TagName = Annotated[str, NotBlank, StringConstraints(strip_whitespace=True, max_length=50)]
+Title = Annotated[str, Field(max_length=200, pattern=NOT_BLANK_TEXT), NotBlank, Strip]
+Description = Annotated[str, Field(max_length=1000, pattern=NOT_BLANK_TEXT), NotBlank, Strip]
+Body = Annotated[str, Field(max_length=100_000, pattern=NOT_BLANK_TEXT), NotBlank]
+TagName = Annotated[str, Field(max_length=50, pattern=NOT_BLANK_TEXT), NotBlank, Strip]
 TagList = Annotated[list[TagName], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
 
 
-class NewArticle(Schema):
+class NewArticle(Input):
     title: Title
     description: Description
     body: Body
     tag_list: TagList = Field(default_factory=list)
 
 
-class NewArticleRequest(Schema):
+class NewArticleRequest(Input):
     article: NewArticle
 
 
-class UpdateArticle(Schema):
-    """Only the fields sent change. `tagList: []` removes every tag; omitting it keeps them."""
+class UpdateArticle(Input):
+    """Only the fields sent change; none can be null. `tagList: []` removes every tag;
+    omitting it keeps them."""
 
-    title: Title | None = None
-    description: Description | None = None
-    body: Body | None = None
-    tag_list: TagList | None = None
+    title: Annotated[Title | None, NotNull] = None
+    description: Annotated[Description | None, NotNull] = None
+    body: Annotated[Body | None, NotNull] = None
+    tag_list: Annotated[TagList | None, NotNull] = None
 
     _reject_blank = field_validator("title", "description", "body", "tag_list", mode="before")(
         reject_blank
     )
 
 
-class UpdateArticleRequest(Schema):
+class UpdateArticleRequest(Input):
     article: UpdateArticle
 
 

@@ -23,9 +23,15 @@ async def get_by_slug(session: AsyncSession, slug: str) -> Article | None:
     return await session.scalar(select(Article).where(Article.slug == slug))
 
 
+# The path of the feed, which no article's slug may take.
+FEED = "feed"
+
+
 def _slug_candidates(title: str) -> list[str]:
     base = slugify(title, max_length=SLUG_MAX_LENGTH, word_boundary=True) or "article"
-    return [base] + [f"{base}-{secrets.token_hex(4)}" for _ in range(_SLUG_ATTEMPTS - 1)]
+    suffixed = [f"{base}-{secrets.token_hex(4)}" for _ in range(_SLUG_ATTEMPTS - 1)]
+    # /api/articles/feed is the feed: an article titled "Feed" takes a suffix from the start.
+    return suffixed if base == FEED else [base, *suffixed]
 
 
 async def create(session: AsyncSession, *, author: Account, new: NewArticle) -> str:

@@ -1,12 +1,12 @@
 """Who is calling: a RealWorld or OAuth2 access token in `Authorization`, or an API key in
 `X-API-Key`. The three schemes are described here and declared in OpenAPI on every route that
-authenticates (`document_security`), so that /docs offers each of them."""
+authenticates (`conduit.openapi`), so that /docs offers each of them."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
@@ -98,7 +98,7 @@ async def _identify(request: Request, db: Reader) -> Principal | None:
     """The caller, if credentials were sent. Credentials sent but invalid are a 401.
 
     Headers are read here rather than through FastAPI's security dependencies: each dependency
-    FastAPI solves costs more than the statement of an anonymous read. `document_security`
+    FastAPI solves costs more than the statement of an anonymous read. `conduit.openapi`
     declares the three schemes in OpenAPI instead.
     """
     api_key = request.headers.get("x-api-key") or None
@@ -209,53 +209,39 @@ async def anonymous_caller(request: Request) -> Caller:
     return Caller(request, None)
 
 
-_AUTHENTICATING = {
-    current_principal,
-    signed_in,
-    current_user,
-    optional_user,
-    optional_caller,
-    signed_in_caller,
-}
+_REQUIRED = {current_principal, signed_in, current_user, signed_in_caller}
+_OPTIONAL = {optional_user, optional_caller}
+_SCHEMES = (_realworld_scheme, _oauth2_scheme, _api_key_scheme)
+# Any one of the schemes; an empty alternative where anonymous callers are served too.
+_REQUIREMENT: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in _SCHEMES]
+_OPTIONAL_REQUIREMENT = [*_REQUIREMENT, {}]
 
 
-def _authenticates(dependant: Dependant) -> bool:
-    return any(
-        dependency.call in _AUTHENTICATING or _authenticates(dependency)
-        for dependency in dependant.dependencies
-    )
+def _authentication(dependant: Dependant) -> set[Any]:
+    """The authenticating dependencies `dependant` solves."""
+    found = set()
+    for dependency in dependant.dependencies:
+        if dependency.call in _REQUIRED or dependency.call in _OPTIONAL:
+            found.add(dependency.call)
+        found |= _authentication(dependency)
+    return found
 
 
-def document_security(app: FastAPI, routers: Iterable[APIRouter], prefix: str) -> None:
-    """Declare the three schemes in OpenAPI, on every route of `routers` (included in `app`
-    under `prefix`) that authenticates its caller, as FastAPI would for its security
-    dependencies; /docs offers each of them."""
-    generate = app.openapi
-    schemes = (_realworld_scheme, _oauth2_scheme, _api_key_scheme)
-    requirement: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in schemes]
-    secured = [
-        (prefix + route.path_format, method.lower())
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute) and _authenticates(route.dependant)
-        for method in route.methods or ()
-    ]
+def security_schemes() -> dict[str, Any]:
+    """The three schemes, as OpenAPI's `components.securitySchemes`."""
+    return {
+        scheme.scheme_name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for scheme in _SCHEMES
+    }
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = generate()
-        schema.setdefault("components", {})["securitySchemes"] = {
-            scheme.scheme_name: scheme.model.model_dump(
-                mode="json", by_alias=True, exclude_none=True
-            )
-            for scheme in schemes
-        }
-        for path, method in secured:
-            schema["paths"][path][method]["security"] = requirement
-        return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+def security_requirement(route: APIRoute) -> list[dict[str, list[str]]] | None:
+    """What `route` declares as its `security`, if it authenticates its caller, as FastAPI
+    would for its own security dependencies; /docs offers each scheme."""
+    authentication = _authentication(route.dependant)
+    if authentication & _REQUIRED:
+        return _REQUIREMENT
+    return _OPTIONAL_REQUIREMENT if authentication else None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

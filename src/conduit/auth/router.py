@@ -1,7 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, Response, status
 
 from conduit.auth import password_reset, service, sessions
 from conduit.auth.dependencies import (
@@ -15,6 +14,7 @@ from conduit.auth.principal import Account
 from conduit.auth.schemas import (
     LoginUserRequest,
     NewUserRequest,
+    PasswordGrant,
     PasswordResetConfirmation,
     PasswordResetRequest,
     RefreshRequest,
@@ -83,6 +83,7 @@ async def login(
 @router.post(
     "/users/password-reset",
     status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
     dependencies=[SignInLimit],
     responses=responses(422),
 )
@@ -128,7 +129,7 @@ async def update_current_user(
 
 @router.post("/auth/token", tags=["OAuth2"], dependencies=[SignInLimit], responses=OAUTH2_RESPONSES)
 async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordGrant, Form()],
     session: Session,
     hasher: Hasher,
     settings: AppSettings,
@@ -152,7 +153,9 @@ async def refresh_token(
     body: RefreshRequest, session: Session, settings: AppSettings
 ) -> TokenResponse:
     """Trade a refresh token for a new access token and a new refresh token; the old one stops
-    working. Presenting a refresh token a second time signs its session out entirely."""
+    working. Presenting a used refresh token again signs its session out entirely, unless within
+    10 s of its use: of concurrent refreshes with one token, one gets the new pair and the others
+    a 401 that leaves the session alone."""
     return await sessions.refresh(session, settings.auth, refresh_token=body.refresh_token)
 
 

@@ -6,24 +6,41 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
-    StringConstraints,
     field_validator,
 )
 
-from conduit.schemas import NotBlank, Schema, reject_blank
+from conduit.schemas import (
+    ANY_TEXT,
+    HTTP_URL_OR_BLANK,
+    NOT_BLANK_TEXT,
+    USERNAME,
+    Input,
+    NotBlank,
+    NotNull,
+    Schema,
+    Strip,
+    reject_blank,
+    reject_unstorable,
+    strip,
+)
 
 
 def _normalize_email(value: str) -> str:
     try:
-        # Lower-cased whole: one mailbox, one account, however its owner capitalises it.
-        return validate_email(value, check_deliverability=False).normalized.lower()
+        # Lower-cased whole: one mailbox, one account, however its owner capitalises it. With
+        # deliverability unchecked, `test_environment` only lets in RFC 6761's `.test` domains,
+        # which the document's `format: email` allows.
+        normalized: str = validate_email(
+            value, check_deliverability=False, test_environment=True
+        ).normalized
+        return normalized.lower()
     except EmailNotValidError as exc:
         raise ValueError("is invalid") from exc
 
 
 def _blank_to_none(value: object) -> object:
     """RealWorld clients clear `bio` and `image` by sending an empty string."""
-    if isinstance(value, str) and not value.strip():
+    if isinstance(value, str) and not strip(value):
         return None
     return value
 
@@ -34,60 +51,66 @@ def _http_url(value: str) -> str:
     return value
 
 
-Username = Annotated[
-    str,
-    NotBlank,
-    StringConstraints(strip_whitespace=True, max_length=50, pattern=r"^[\w.-]+$"),
-]
+Username = Annotated[str, Field(max_length=50, pattern=USERNAME), NotBlank, Strip]
 Email = Annotated[
     str,
+    Field(max_length=254, pattern=NOT_BLANK_TEXT, json_schema_extra={"format": "email"}),
     NotBlank,
-    StringConstraints(strip_whitespace=True, max_length=254),
+    Strip,
     AfterValidator(_normalize_email),
 ]
 # NIST SP 800-63B: at least 8 characters, no composition rules; the upper bound only keeps
 # hashing cost in check.
-Password = Annotated[str, NotBlank, StringConstraints(min_length=8, max_length=256)]
-LoginPassword = Annotated[str, NotBlank, StringConstraints(max_length=256)]
+Password = Annotated[str, Field(min_length=8, max_length=256, pattern=NOT_BLANK_TEXT), NotBlank]
+LoginPassword = Annotated[str, Field(max_length=256, pattern=NOT_BLANK_TEXT), NotBlank]
+# An empty or whitespace-only `bio` or `image` clears it.
 Bio = Annotated[
-    Annotated[str, StringConstraints(max_length=2000)] | None, BeforeValidator(_blank_to_none)
+    Annotated[str, Field(max_length=2000, pattern=ANY_TEXT)] | None,
+    BeforeValidator(_blank_to_none),
 ]
 Image = Annotated[
-    Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)] | None,
+    Annotated[
+        str,
+        Field(max_length=2048, json_schema_extra={"pattern": HTTP_URL_OR_BLANK}),
+        AfterValidator(_http_url),
+    ]
+    | None,
     BeforeValidator(_blank_to_none),
 ]
 
 
-class NewUser(Schema):
+class NewUser(Input):
     username: Username
     email: Email
     password: Password
 
 
-class NewUserRequest(Schema):
+class NewUserRequest(Input):
     user: NewUser
 
 
-class LoginUser(Schema):
+class LoginUser(Input):
     email: Email
     password: LoginPassword
 
 
-class LoginUserRequest(Schema):
+class LoginUserRequest(Input):
     user: LoginUser
 
 
-class UpdateUser(Schema):
-    username: Username | None = None
-    email: Email | None = None
-    password: Password | None = None
+class UpdateUser(Input):
+    """Only the fields sent change; `username`, `email` and `password` cannot be null."""
+
+    username: Annotated[Username | None, NotNull] = None
+    email: Annotated[Email | None, NotNull] = None
+    password: Annotated[Password | None, NotNull] = None
     bio: Bio = None
     image: Image = None
 
     _reject_blank = field_validator("username", "email", "password", mode="before")(reject_blank)
 
 
-class UpdateUserRequest(Schema):
+class UpdateUserRequest(Input):
     user: UpdateUser
 
 
@@ -112,18 +135,35 @@ class TokenResponse(BaseModel):
     refresh_token: str
 
 
-class RefreshRequest(BaseModel):
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+class OAuth2Input(BaseModel):
+    """A request of the OAuth2 endpoints: RFC 6749's snake_case, checked as `Input` is."""
+
+    _storable = field_validator("*", mode="before")(reject_unstorable)
 
 
-class PasswordResetUser(Schema):
+class PasswordGrant(OAuth2Input):
+    """RFC 6749 section 4.3.2: the form of the password grant."""
+
+    grant_type: Annotated[str, Field(pattern="^password$")] | None = None
+    username: Annotated[
+        str, Field(max_length=254, pattern=ANY_TEXT, description="The email or the username.")
+    ]
+    password: Annotated[str, Field(max_length=256, pattern=ANY_TEXT)]
+    scope: Annotated[str, Field(max_length=1000, pattern=ANY_TEXT)] = ""
+
+
+class RefreshRequest(OAuth2Input):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=2048, pattern=ANY_TEXT)]
+
+
+class PasswordResetUser(Input):
     email: Email
 
 
-class PasswordResetRequest(Schema):
+class PasswordResetRequest(Input):
     user: PasswordResetUser
 
 
-class PasswordResetConfirmation(Schema):
-    token: Annotated[str, NotBlank, Field(max_length=200)]
+class PasswordResetConfirmation(Input):
+    token: Annotated[str, Field(max_length=200, pattern=NOT_BLANK_TEXT), NotBlank]
     password: Password

@@ -31,12 +31,14 @@ from conduit.database import Reader
 from conduit.errors import AppError, app_error_response
 from conduit.logs import ROUTE
 from conduit.profiles import reads as profiles_reads
+from conduit.schemas import PathName
 from conduit.tags import reads as tags_reads
 
 _ARTICLE = re.compile(r"/api/articles/([^/]+)")
 _COMMENTS = re.compile(r"/api/articles/([^/]+)/comments")
 _PROFILE = re.compile(r"/api/profiles/([^/]+)")
 _FILTER = TypeAdapter(Filter)
+_NAME = TypeAdapter(PathName)
 _PAGE_PARAMETERS: dict[str, TypeAdapter[Any]] = {
     "tag": _FILTER,
     "author": _FILTER,
@@ -72,8 +74,19 @@ def _page(query_string: bytes) -> _Match | None:
     )
 
 
+def _named(found: re.Match[str] | None) -> str | None:
+    """The slug or username a path names, if the route would take it."""
+    if found is None:
+        return None
+    try:
+        return _NAME.validate_python(found[1])
+    except ValidationError:
+        return None
+
+
 def _match(scope: Scope) -> tuple[str, _Match] | None:
-    """The route's template and its read, for a request this layer answers."""
+    """The route's template and its read, for a request this layer answers; the routes
+    themselves answer the requests they refuse."""
     # The path as Starlette's routing matches it (without a root path).
     path = get_route_path(scope)
     if path == "/api/tags":
@@ -81,14 +94,11 @@ def _match(scope: Scope) -> tuple[str, _Match] | None:
     if path == "/api/articles":
         page = _page(scope["query_string"])
         return None if page is None else ("/api/articles", page)
-    if (found := _ARTICLE.fullmatch(path)) and found[1] != "feed":
-        slug = found[1]
+    if (slug := _named(_ARTICLE.fullmatch(path))) and slug != "feed":
         return "/api/articles/{slug}", lambda db: articles_reads.cached_article(db, slug=slug)
-    if found := _COMMENTS.fullmatch(path):
-        slug = found[1]
+    if slug := _named(_COMMENTS.fullmatch(path)):
         return "/api/articles/{slug}/comments", lambda db: comments_reads.cached(db, slug=slug)
-    if found := _PROFILE.fullmatch(path):
-        username = found[1]
+    if username := _named(_PROFILE.fullmatch(path)):
         return "/api/profiles/{username}", lambda db: profiles_reads.cached(db, username=username)
     return None
 

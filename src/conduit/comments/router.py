@@ -9,7 +9,7 @@ from conduit.comments import reads, service
 from conduit.comments.schemas import CommentResponse, MultipleCommentsResponse, NewCommentRequest
 from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
-from conduit.schemas import JSONText
+from conduit.schemas import JSONText, PathName
 
 router = APIRouter(prefix="/articles/{slug}/comments", tags=["Comments"], responses=responses(429))
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/articles/{slug}/comments", tags=["Comments"], respon
     responses=responses(401, 403, 404, 422) | NOT_MODIFIED,
 )
 async def list_comments(
-    slug: str, db: ReadSession, caller: OptionalCaller, cache: Cached
+    slug: PathName, db: ReadSession, caller: OptionalCaller, cache: Cached
 ) -> Response:
     """An article's comments, oldest first."""
     return await cache.respond(caller, reads.cached(db, slug=slug))

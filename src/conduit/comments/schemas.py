@@ -1,16 +1,16 @@
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field
 
 from conduit.profiles.schemas import Profile
-from conduit.schemas import NotBlank, Schema, Timestamp
+from conduit.schemas import NOT_BLANK_TEXT, Input, NotBlank, Schema, Timestamp
 
 
-class NewComment(Schema):
-    body: Annotated[str, NotBlank, StringConstraints(max_length=10_000)]
+class NewComment(Input):
+    body: Annotated[str, Field(max_length=10_000, pattern=NOT_BLANK_TEXT), NotBlank]
 
 
-class NewCommentRequest(Schema):
+class NewCommentRequest(Input):
     comment: NewComment
 
 

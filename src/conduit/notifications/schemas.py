@@ -1,10 +1,10 @@
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from conduit.notifications.models import Kind
 from conduit.profiles.schemas import Profile
-from conduit.schemas import Schema, Timestamp
+from conduit.schemas import Input, NotNull, Schema, Timestamp, reject_blank
 
 # What one request may mark as read by id.
 MAX_IDS = 100
@@ -36,13 +36,24 @@ class NotificationsResponse(Schema):
     unread_count: int
 
 
-class MarkRead(Schema):
+class MarkRead(Input):
     """`{"ids": [...]}` marks those of yours as read, `{"all": true}` every one of yours."""
 
-    ids: list[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$")]] | None = Field(
-        default=None, min_length=1, max_length=MAX_IDS
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["ids"]}, {"required": ["all"]}]}
     )
-    all: Literal[True] | None = None
+
+    ids: Annotated[
+        Annotated[
+            list[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$")]],
+            Field(min_length=1, max_length=MAX_IDS),
+        ]
+        | None,
+        NotNull,
+    ] = None
+    all: Annotated[Literal[True] | None, NotNull] = None
+
+    _not_null = field_validator("ids", "all", mode="before")(reject_blank)
 
     @model_validator(mode="after")
     def ids_or_all(self) -> "MarkRead":

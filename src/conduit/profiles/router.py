@@ -6,7 +6,7 @@ from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.profiles import reads, service
 from conduit.profiles.schemas import ProfileResponse
-from conduit.schemas import JSONText
+from conduit.schemas import JSONText, PathName
 
 router = APIRouter(prefix="/profiles", tags=["Profile"], responses=responses(429))
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/profiles", tags=["Profile"], responses=responses(429
     responses=responses(401, 403, 404, 422) | NOT_MODIFIED,
 )
 async def get_profile(
-    username: str, db: ReadSession, caller: OptionalCaller, cache: Cached
+    username: PathName, db: ReadSession, caller: OptionalCaller, cache: Cached
 ) -> Response:
     """A user's public profile; `following` says whether the viewer follows them."""
     return await cache.respond(caller, reads.cached(db, username=username))
@@ -26,7 +26,7 @@ async def get_profile(
 @router.post(
     "/{username}/follow", response_model=ProfileResponse, responses=responses(401, 403, 404, 422)
 )
-async def follow(username: str, session: Session, user: CurrentUser) -> Response:
+async def follow(username: PathName, session: Session, user: CurrentUser) -> Response:
     """Follow a user, so that their articles appear in your feed. Following twice is harmless."""
     await service.follow(session, username=username, follower=user)
     return JSONText(await reads.get(SessionReader(session), username=username, viewer_id=user.id))
@@ -35,7 +35,7 @@ async def follow(username: str, session: Session, user: CurrentUser) -> Response
 @router.delete(
     "/{username}/follow", response_model=ProfileResponse, responses=responses(401, 403, 404, 422)
 )
-async def unfollow(username: str, session: Session, user: CurrentUser) -> Response:
+async def unfollow(username: PathName, session: Session, user: CurrentUser) -> Response:
     """Stop following a user."""
     await service.unfollow(session, username=username, follower=user)
     return JSONText(await reads.get(SessionReader(session), username=username, viewer_id=user.id))

@@ -1,0 +1,86 @@
+"""The OpenAPI document: FastAPI's, from the routes, completed with what a route cannot say of
+itself: who may call it, the errors the middleware sends for it, and where its answer leads."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, status
+from fastapi.routing import APIRoute
+
+from conduit.auth.dependencies import security_requirement, security_schemes
+from conduit.errors import responses
+
+# The operations one operation's answer leads to (OpenAPI links), so that a client, or a fuzzer,
+# can follow a resource from its creation to its deletion. Keyed by operation id (the route's
+# name) and status; each link is named for the operation it leads to.
+_ARTICLE = {"slug": "$response.body#/article/slug"}
+_LINKS: dict[tuple[str, int], dict[str, dict[str, str]]] = {
+    ("create_article", status.HTTP_201_CREATED): {
+        "get_article": _ARTICLE,
+        "update_article": _ARTICLE,
+        "delete_article": _ARTICLE,
+        "favorite_article": _ARTICLE,
+        "unfavorite_article": _ARTICLE,
+        "list_comments": _ARTICLE,
+        "add_comment": _ARTICLE,
+    },
+    ("update_article", status.HTTP_200_OK): {"get_article": _ARTICLE},
+    ("favorite_article", status.HTTP_200_OK): {"unfavorite_article": _ARTICLE},
+    ("add_comment", status.HTTP_201_CREATED): {
+        "delete_comment": {"slug": "$request.path.slug", "comment_id": "$response.body#/comment/id"}
+    },
+    ("register", status.HTTP_201_CREATED): {
+        name: {"username": "$response.body#/user/username"}
+        for name in ("get_profile", "follow", "unfollow")
+    },
+    ("follow", status.HTTP_200_OK): {"unfollow": {"username": "$response.body#/profile/username"}},
+    ("create_api_key", status.HTTP_201_CREATED): {
+        "revoke_api_key": {"key_id": "$response.body#/apiKey/id"}
+    },
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's function name: `get_article`, `create_article`; what links refer to."""
+    return route.name
+
+
+def complete(app: FastAPI, routes: Iterable[APIRoute], prefix: str) -> None:
+    """Complete the document FastAPI generates for `app`, whose API `routes` (included under
+    `prefix`) all use the database."""
+    generate = app.openapi
+    routes = list(routes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        document.setdefault("components", {})["securitySchemes"] = security_schemes()
+        for route in routes:
+            for method in route.methods or ():
+                operation = document["paths"][prefix + route.path_format][method.lower()]
+                if security := security_requirement(route):
+                    operation["security"] = security
+                codes = operation["responses"]
+                codes.setdefault("503", _middleware_response(status.HTTP_503_SERVICE_UNAVAILABLE))
+                if "requestBody" in operation:
+                    codes.setdefault("413", _middleware_response(status.HTTP_413_CONTENT_TOO_LARGE))
+                success = route.status_code or status.HTTP_200_OK
+                if links := _LINKS.get((route.name, success)):
+                    codes[str(success)]["links"] = {
+                        target: {"operationId": target, "parameters": parameters}
+                        for target, parameters in links.items()
+                    }
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _middleware_response(code: int) -> dict[str, Any]:
+    """An error the middleware sends (413 for the body limit, 503 for the database), in the
+    error shape that the routes' own errors put in the document's components."""
+    declared = responses(code)[code]
+    return {
+        "description": declared["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    } | ({"headers": declared["headers"]} if "headers" in declared else {})
