@@ -30,7 +30,8 @@ CONDUIT = Path(sys.executable).with_name("conduit")
 DEADLINE_SECONDS = 30.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on, for a server of the benchmarks' own."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -39,7 +40,7 @@ def _free_port() -> int:
 
 def first_answer(database_url: str) -> float:
     """Seconds from starting `conduit serve` to its first answered request."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "CONDUIT_LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
     server = subprocess.Popen(

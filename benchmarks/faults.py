@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import redis
 import typer
 
 from benchmarks import database, servers
+from benchmarks.cold_start import free_port
 
 # The servers' logs, one per scenario.
 LOGS = Path(__file__).resolve().parent / "results" / "tmp"
@@ -71,13 +71,6 @@ class StopMode(StrEnum):
     FAST = "fast"
     # As if it crashed: it recovers from its WAL when it starts again.
     IMMEDIATE = "immediate"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -163,7 +156,7 @@ def private_cluster() -> Iterator[Cluster]:
             check=True,
             capture_output=True,
         )
-        cluster = Cluster(root, _free_port(), programs)
+        cluster = Cluster(root, free_port(), programs)
         cluster.start()
         try:
             yield cluster
@@ -175,7 +168,7 @@ def private_cluster() -> Iterator[Cluster]:
 class PrivateRedis:
     """A redis-server of the run's own, without persistence, on a free loopback port."""
 
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -571,7 +564,7 @@ def run(
     subprocess.run(
         [sys.executable, "-m", "conduit", "migrate"], env=env, check=True, capture_output=True
     )
-    port = _free_port()
+    port = free_port()
     target = servers.Target(str(scenario), port, servers.serve_command(port, workers))
     with servers.running([target], env, logs):
         token = _register(target.base_url)
