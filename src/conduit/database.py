@@ -558,7 +558,7 @@ async def _sqlite_connection(
 
 # The migration this release's code runs on (`tests/test_migrations.py` checks that it is
 # Alembic's head): whether a database is up to date is then one query, without Alembic.
-SCHEMA_REVISION = "6b2e0c4f9a17"
+SCHEMA_REVISION = "9c4e2a7b51d3"
 
 
 async def schema_revision(engine: AsyncEngine) -> str | None:

@@ -5,7 +5,7 @@ from conduit.articles.models import Article, ArticleTotal, Favorite
 from conduit.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
 from conduit.comments.models import Comment
 from conduit.database import Base
-from conduit.jobs.outbox import JobRecord
+from conduit.jobs.outbox import JobRecord, QStashDelivery
 from conduit.mail import SentEmail
 from conduit.notifications.models import Notification
 from conduit.profiles.models import Follow
@@ -24,6 +24,7 @@ __all__ = [
     "JobRecord",
     "Notification",
     "PasswordResetToken",
+    "QStashDelivery",
     "RefreshToken",
     "SentEmail",
     "Tag",

@@ -19,3 +19,6 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the credentials that could mint it end (a password change or reset, logout-all):
+    # it stops working, and the owner's list shows when.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.database import Base, UTCDateTime, utcnow
@@ -20,6 +20,11 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+# `alice` and `ALICE` are one username: nobody may take the other's, and sign-in by username
+# ignores case.
+Index("ix_users_lower_username", func.lower(User.username), unique=True)
+
+
 class AuthSession(Base):
     """A sign-in: every access token names one, and ending it ends them all at once."""
 
@@ -29,6 +34,9 @@ class AuthSession(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the user last proved the password for this session (its sign-in): what "a recent
+    # sign-in" is measured against. Refreshing its tokens does not move it.
+    authenticated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

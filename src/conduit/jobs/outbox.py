@@ -73,6 +73,16 @@ class JobRecord(Base):
         )
 
 
+class QStashDelivery(Base):
+    """A QStash message whose job ran to success: delivered again (a replay), it is answered
+    without running the job a second time (`conduit.jobs.qstash`)."""
+
+    __tablename__ = "qstash_deliveries"
+
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 _COMMITTED = "conduit.jobs.committed"
 
 

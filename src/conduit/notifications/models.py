@@ -37,6 +37,9 @@ class Notification(Base):
         ForeignKey("comments.id", ondelete="CASCADE"), index=True
     )
     job_id: Mapped[uuid.UUID]
+    # Set on the notifications that one event may cause only once in a while (a follow, once
+    # a day per follower): the second insert with the same key does nothing.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     # When the event happened.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

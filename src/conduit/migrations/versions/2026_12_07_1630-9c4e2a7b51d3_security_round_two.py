@@ -1,0 +1,84 @@
+"""Security round two (issue 20): API keys revoked with the credentials that minted them, when a
+session last proved the password, usernames unique ignoring case, notifications a follow causes
+once a day, and the QStash messages already run.
+
+Usernames that differ only by case (`alice` beside `ALICE`) cannot keep both: the oldest
+account keeps its name and every later one is renamed `<name>-<id>`, each rename printed on
+standard error, so that the operator can tell its owner.
+
+Revision ID: 9c4e2a7b51d3
+Revises: 6b2e0c4f9a17
+Create Date: 2026-12-07 16:30:00
+"""
+
+import sys
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "9c4e2a7b51d3"
+down_revision: str | None = "6b2e0c4f9a17"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_USERNAME_LENGTH = 50
+
+
+def _rename_case_clashes() -> None:
+    users = sa.table("users", sa.column("id", sa.Integer), sa.column("username", sa.String))
+    connection = op.get_bind()
+    rows = connection.execute(sa.select(users.c.id, users.c.username).order_by(users.c.id))
+    taken: set[str] = set()
+    renames: list[tuple[int, str, str]] = []
+    for user_id, username in rows:
+        if username.lower() not in taken:
+            taken.add(username.lower())
+            continue
+        suffix = f"-{user_id}"
+        renamed = username[: _USERNAME_LENGTH - len(suffix)] + suffix
+        taken.add(renamed.lower())
+        renames.append((user_id, username, renamed))
+    for user_id, username, renamed in renames:
+        connection.execute(users.update().where(users.c.id == user_id).values(username=renamed))
+        sys.stderr.write(
+            f"users: {username!r} (id {user_id}) differs from an older username only by case; "
+            f"renamed {renamed!r}\n"
+        )
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("api_keys") as batch:
+        batch.add_column(sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("auth_sessions") as batch:
+        batch.add_column(sa.Column("authenticated_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute("UPDATE auth_sessions SET authenticated_at = created_at")
+    with op.batch_alter_table("auth_sessions") as batch:
+        batch.alter_column(
+            "authenticated_at", existing_type=sa.DateTime(timezone=True), nullable=False
+        )
+    with op.batch_alter_table("notifications") as batch:
+        batch.add_column(sa.Column("dedupe_key", sa.String(length=200), nullable=True))
+        batch.create_unique_constraint(op.f("uq_notifications_dedupe_key"), ["dedupe_key"])
+    op.create_table(
+        "qstash_deliveries",
+        sa.Column("message_id", sa.String(length=128), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("message_id", name=op.f("pk_qstash_deliveries")),
+    )
+    # Last: SQLite's batch mode reflects the tables a table refers to (`users`), and SQLAlchemy
+    # warns that it cannot reflect an expression index.
+    _rename_case_clashes()
+    op.create_index("ix_users_lower_username", "users", [sa.text("lower(username)")], unique=True)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_users_lower_username", table_name="users")
+    op.drop_table("qstash_deliveries")
+    with op.batch_alter_table("notifications") as batch:
+        batch.drop_constraint(op.f("uq_notifications_dedupe_key"), type_="unique")
+        batch.drop_column("dedupe_key")
+    with op.batch_alter_table("auth_sessions") as batch:
+        batch.drop_column("authenticated_at")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("revoked_at")
