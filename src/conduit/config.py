@@ -123,6 +123,9 @@ class AuthSettings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=60)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Sudo mode: creating an API key, or changing the email or the password, needs a session
+    # signed in this recently, so that a stolen token alone cannot take the account over.
+    reauth_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
     # One argon2id hash keeps a core busy for ~20 ms: more than one per process at a time would
     # take the CPU the event loop needs to answer everything else (docs/benchmarks.md).
     hash_concurrency: int = Field(default=1, ge=1, le=64)

@@ -17,6 +17,7 @@ TASKS: Mapping[str, Task[Any]] = {
         notifications_tasks.comment_created,
         notifications_tasks.user_followed,
         auth_tasks.send_welcome,
+        auth_tasks.send_email_changed,
         password_reset.send_token,
         auth_tasks.purge,
         api_keys_tasks.purge,

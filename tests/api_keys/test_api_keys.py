@@ -39,6 +39,7 @@ async def test_create_shows_the_secret_once(client: AsyncClient) -> None:
     assert created["key"].startswith(created["prefix"])
     assert created["expiresAt"] == expires.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert created["lastUsedAt"] is None
+    assert created["revokedAt"] is None
     listed = (await client.get("/api/user/api-keys", headers=auth(token))).json()["apiKeys"]
     assert [k["id"] for k in listed] == [created["id"]]
     assert "key" not in listed[0]

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from conduit.api_keys.models import ApiKey
+from conduit.api_keys.tasks import REVOKED_KEPT
 from conduit.api_keys.tasks import purge as purge_keys
 from conduit.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
 from conduit.auth.tasks import purge, send_welcome
@@ -190,12 +191,24 @@ async def test_purge_deletes_what_authenticates_nobody_and_keeps_the_rest(
     await oauth_tokens(committing_client, "purged")
     await create_api_key(committing_client, token, scopes=["read"], name="kept")
     await create_api_key(committing_client, token, scopes=["read"], name="expired")
+    await create_api_key(committing_client, token, scopes=["read"], name="revoked lately")
+    await create_api_key(committing_client, token, scopes=["read"], name="revoked long ago")
     response = await committing_client.post("/api/auth/logout", headers=auth(token))
     assert response.status_code == 204
     sessions = async_sessionmaker(engine)
     now = utcnow()
     async with transaction(sessions) as session:
         await session.execute(update(ApiKey).where(ApiKey.name == "expired").values(expires_at=now))
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.name == "revoked lately")
+            .values(revoked_at=now - REVOKED_KEPT + timedelta(minutes=1))
+        )
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.name == "revoked long ago")
+            .values(revoked_at=now - REVOKED_KEPT)
+        )
         user_id = await session.scalar(select(User.id))
         session.add(
             PasswordResetToken(
@@ -216,5 +229,6 @@ async def test_purge_deletes_what_authenticates_nobody_and_keeps_the_rest(
         # The RealWorld session ended (logout); the OAuth one lives on, with its refresh token.
         assert await session.scalar(select(func.count()).select_from(AuthSession)) == 1
         assert await session.scalar(select(func.count()).select_from(RefreshToken)) == 1
-        assert list(await session.scalars(select(ApiKey.name))) == ["kept"]
+        kept = await session.scalars(select(ApiKey.name).order_by(ApiKey.id))
+        assert list(kept) == ["kept", "revoked lately"]
         assert await session.scalar(select(func.count()).select_from(PasswordResetToken)) == 0

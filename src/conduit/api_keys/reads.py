@@ -45,6 +45,7 @@ class KeyHolder(BaseModel):
     account: Account
     key_id: int
     scopes: frozenset[Scope]
+    revoked: bool
     expired: bool
     # `last_used_at` is older than the precision it is kept at.
     stale: bool
@@ -59,6 +60,7 @@ def _api_key(j: JSONFunctions) -> ColumnElement[str]:
         createdAt=j.timestamp(ApiKey.created_at),
         expiresAt=j.timestamp(ApiKey.expires_at),
         lastUsedAt=j.timestamp(ApiKey.last_used_at),
+        revokedAt=j.timestamp(ApiKey.revoked_at),
     )
 
 
@@ -83,6 +85,7 @@ def _holder(j: JSONFunctions) -> Select[str]:
         account=auth_reads.account(j),
         key_id=ApiKey.id,
         scopes=j.document(ApiKey.scopes),
+        revoked=j.boolean(ApiKey.revoked_at.is_not(None)),
         expired=j.boolean(expired),
         stale=j.boolean(stale),
     )

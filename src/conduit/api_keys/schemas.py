@@ -31,6 +31,9 @@ class ApiKey(Schema):
     created_at: Timestamp
     expires_at: Timestamp | None
     last_used_at: Timestamp | None
+    revoked_at: Timestamp | None = Field(
+        description="When a password change or reset, or signing out everywhere, revoked the key."
+    )
 
 
 class CreatedApiKey(ApiKey):

@@ -15,7 +15,7 @@ from conduit.api_keys.models import ApiKey
 from conduit.api_keys.reads import KeyHolder
 from conduit.api_keys.schemas import NewApiKey
 from conduit.auth.tokens import digest
-from conduit.database import Reader
+from conduit.database import Reader, utcnow
 from conduit.errors import NotFound, Unauthorized
 
 KEY_PREFIX = "cdt_"
@@ -40,6 +40,15 @@ async def create(session: AsyncSession, *, user_id: int, new: NewApiKey) -> tupl
     return api_key.id, key
 
 
+async def revoke_all(session: AsyncSession, *, user_id: int) -> None:
+    """Stop every key of the user, kept in the list with the time it stopped."""
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
 async def revoke(session: AsyncSession, *, user_id: int, key_id: int) -> None:
     """Delete one of the user's keys; another user's key is as unknown as a missing one."""
     deleted = await session.execute(
@@ -55,6 +64,8 @@ async def authenticate(db: Reader, key: str, *, now: datetime) -> KeyHolder:
     )
     if holder is None:
         raise Unauthorized("api_key")
+    if holder.revoked:
+        raise Unauthorized("api_key", "has been revoked")
     if holder.expired:
         raise Unauthorized("api_key", "has expired")
     return holder

@@ -13,12 +13,12 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from conduit import kv
 from conduit.api_keys import service as api_keys_service
-from conduit.auth import reads
+from conduit.auth import reads, sessions
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.principal import ALL_SCOPES, SAFE_METHODS, Account, Principal, Scope, SignedIn
 from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
-from conduit.database import Reader, ReadSession, database_of, transaction, utcnow
+from conduit.database import Reader, ReadSession, Session, database_of, transaction, utcnow
 from conduit.errors import UNCOUNTED, Forbidden, Unauthorized
 from conduit.logs import USER_ID
 from conduit.ratelimit.dependencies import limit_caller
@@ -187,6 +187,15 @@ async def signed_in(request: Request, db: ReadSession) -> SignedIn:
     return SignedIn(user=principal.user, session_id=principal.session_id)
 
 
+async def recently_signed_in(
+    signed_in: Annotated[SignedIn, Depends(signed_in)], session: Session, settings: AppSettings
+) -> SignedIn:
+    """A caller whose session signed in recently (`sessions.ensure_recent`), checked in the
+    request's unit of work: for routes that create credentials."""
+    await sessions.ensure_recent(session, settings.auth, session_id=signed_in.session_id)
+    return signed_in
+
+
 async def current_user(request: Request, db: ReadSession) -> Account:
     return (await _current_principal(request, db)).user
 
@@ -246,6 +255,7 @@ def security_requirement(route: APIRoute) -> list[dict[str, list[str]]] | None:
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 SignedInUser = Annotated[SignedIn, Depends(signed_in)]
+RecentlySignedInUser = Annotated[SignedIn, Depends(recently_signed_in)]
 CurrentUser = Annotated[Account, Depends(current_user)]
 OptionalUser = Annotated[Account | None, Depends(optional_user)]
 OptionalCaller = Annotated[Caller, Depends(optional_caller)]

@@ -38,10 +38,6 @@ class Principal:
     api_key_id: int | None = None
 
     @property
-    def via_api_key(self) -> bool:
-        return self.session_id is None
-
-    @property
     def rate_limit_key(self) -> str:
         """Requests with an API key count against the key, the others against the user."""
         return f"user:{self.user.id}" if self.api_key_id is None else f"key:{self.api_key_id}"

@@ -103,8 +103,8 @@ async def request_password_reset(body: PasswordResetRequest, session: Session) -
 async def confirm_password_reset(
     body: PasswordResetConfirmation, session: Session, hasher: Hasher
 ) -> Response:
-    """Set a new password with an emailed token. The token works once, and every session of
-    the account ends: sign in again with the new password."""
+    """Set a new password with an emailed token. The token works once, every session of the
+    account ends and every API key of it is revoked: sign in again with the new password."""
     await password_reset.confirm(session, hasher, token=body.token, password=body.password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -118,12 +118,23 @@ async def get_current_user(principal: CurrentPrincipal) -> UserResponse:
 
 @router.put("/user", responses=responses(401, 403, 409, 422))
 async def update_current_user(
-    body: UpdateUserRequest, principal: CurrentPrincipal, session: Session, hasher: Hasher
+    body: UpdateUserRequest,
+    principal: CurrentPrincipal,
+    session: Session,
+    hasher: Hasher,
+    settings: AppSettings,
 ) -> UserResponse:
     """Change any of username, email, password, bio and image. An empty `bio` or `image` clears it;
     `username`, `email` and `password` cannot be cleared. A new password signs out every other
-    session."""
-    user = await service.update(session, hasher, principal=principal, changes=body.user)
+    session and revokes every API key. A new email is announced to the old address.
+
+    Changing the email or the password takes a session signed in (registration, login or the
+    password grant; a refresh does not count) within `CONDUIT_AUTH_REAUTH_SECONDS`, 15 minutes
+    by default: otherwise 403 `{"errors": {"session": ["sign in again to do this"]}}`. An API
+    key cannot change them at all."""
+    user = await service.update(
+        session, hasher, settings.auth, principal=principal, changes=body.user
+    )
     return _user_response(user, principal.token or "")
 
 
@@ -178,6 +189,6 @@ async def logout(session: Session, signed_in: SignedInUser) -> Response:
     responses=responses(401, 403),
 )
 async def logout_all(session: Session, signed_in: SignedInUser) -> Response:
-    """End every session of the user, on every device."""
+    """End every session of the user, on every device, and revoke every API key of theirs."""
     await sessions.end_all(session, user_id=signed_in.user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

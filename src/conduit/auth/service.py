@@ -8,6 +8,7 @@ from conduit.auth.passwords import PasswordHasher
 from conduit.auth.principal import Principal
 from conduit.auth.schemas import NewUser, UpdateUser
 from conduit.cache import versions as cached
+from conduit.config import AuthSettings
 from conduit.errors import Conflict, Forbidden
 from conduit.ratelimit.limiter import SignInAttempts
 
@@ -84,20 +85,30 @@ async def authenticate(
 
 
 async def update(
-    session: AsyncSession, hasher: PasswordHasher, *, principal: Principal, changes: UpdateUser
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    settings: AuthSettings,
+    *,
+    principal: Principal,
+    changes: UpdateUser,
 ) -> User:
-    """Apply the fields sent. A new password ends every other session of the user; an API key
-    may not change the credentials (email, password) at all."""
+    """Apply the fields sent. The credentials (email, password) change only for a session
+    signed in recently, never for an API key. A new password ends every other session of the
+    user and revokes their API keys; a new email is announced to the old address."""
     fields = changes.model_fields_set
-    if principal.via_api_key and fields & {"email", "password"}:
-        raise Forbidden("api_key", "can't change email or password")
     username = changes.username if "username" in fields else None
-    email = changes.email if "email" in fields else None
+    # Clients that send the whole user back with a new bio resend the email unchanged.
+    email = changes.email if changes.email != principal.user.email else None
+    if changes.password is not None or email is not None:
+        if principal.session_id is None:
+            raise Forbidden("api_key", "can't change email or password")
+        await sessions.ensure_recent(session, settings, session_id=principal.session_id)
     user = await session.get_one(User, principal.user.id)
     await _ensure_unique(session, username=username, email=email, exclude_id=user.id)
     if username is not None:
         user.username = username
     if email is not None:
+        await tasks.email_changed(session, user_id=user.id, old=user.email, new=email)
         user.email = email
     if changes.password is not None:
         user.password_hash = await hasher.hash(changes.password)

@@ -5,21 +5,27 @@ grant) and named in every access token issued for it, so ending it ends those to
 Refresh tokens are opaque random strings stored as SHA-256 hashes; each is used once, and using
 one again, once `REPLAY_GRACE` has passed since its use, ends its session (OAuth 2.0 Security BCP,
 section 4.14).
+
+Ending a user's sessions all at once (a password change or reset, logout-all) revokes their API
+keys too: a key minted with a stolen session must not outlive it. And what would let a stolen
+token take the account over (a new API key, a new email or password) needs a recent sign-in
+(`ensure_recent`, GitHub's "sudo mode"); refreshing tokens does not count as one.
 """
 
 import secrets
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from conduit.api_keys import service as api_keys_service
 from conduit.auth.models import AuthSession, RefreshToken
 from conduit.auth.schemas import TokenResponse
 from conduit.auth.tokens import create_access_token, digest
 from conduit.config import AuthSettings
 from conduit.database import utcnow
-from conduit.errors import Unauthorized
+from conduit.errors import Forbidden, Unauthorized
 
 # A used refresh token that arrives again this soon after its use is refused without ending the
 # session: refreshes racing with one token (several tabs whose access tokens expired together, a
@@ -129,10 +135,27 @@ async def end(session: AsyncSession, *, session_id: uuid.UUID) -> None:
 
 
 async def end_all(session: AsyncSession, *, user_id: int, keep: uuid.UUID | None = None) -> None:
-    """End every session of the user, except `keep` when given."""
+    """End every session of the user, except `keep` when given, and revoke all their API keys."""
     query = update(AuthSession).where(
         AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
     )
     if keep is not None:
         query = query.where(AuthSession.id != keep)
     await session.execute(query.values(revoked_at=utcnow()))
+    await api_keys_service.revoke_all(session, user_id=user_id)
+
+
+async def ensure_recent(
+    session: AsyncSession, settings: AuthSettings, *, session_id: uuid.UUID
+) -> None:
+    """Refuse unless the session signed in (proved the password) within `reauth_seconds`."""
+    signed_in_after = utcnow() - timedelta(seconds=settings.reauth_seconds)
+    recent = await session.scalar(
+        select(
+            exists().where(
+                AuthSession.id == session_id, AuthSession.authenticated_at > signed_in_after
+            )
+        )
+    )
+    if not recent:
+        raise Forbidden("session", "sign in again to do this")
