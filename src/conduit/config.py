@@ -266,6 +266,8 @@ _DEFAULT_RATES = {
     "writes": Rate(quota=60, window_seconds=60),
     "sign_in": Rate(quota=20, window_seconds=60),
     "failed_sign_ins": Rate(quota=10, window_seconds=15 * 60),
+    "failed_sign_ins_per_account": Rate(quota=100, window_seconds=15 * 60),
+    "password_resets": Rate(quota=3, window_seconds=60 * 60),
 }
 
 
@@ -284,10 +286,18 @@ class RateLimitSettings(BaseSettings):
     # Authenticated requests, per user (or per API key): GET/HEAD/OPTIONS, and the rest.
     reads: Rate = _DEFAULT_RATES["reads"]
     writes: Rate = _DEFAULT_RATES["writes"]
-    # Registration, login, token and refresh, per client IP.
+    # Registration, login, token, refresh, reset and password changes, per client IP; password
+    # changes per account too.
     sign_in: Rate = _DEFAULT_RATES["sign_in"]
-    # Failed sign-ins per account; once spent, sign-in is refused whatever the password.
+    # Sign-in attempts per login (email or username) and client IP, reserved before the password
+    # is checked; a successful sign-in gives the attempts back. Once spent, sign-in to that login
+    # from that address is refused whatever the password.
     failed_sign_ins: Rate = _DEFAULT_RATES["failed_sign_ins"]
+    # The same per login from every address together: the ceiling on distributed guessing.
+    failed_sign_ins_per_account: Rate = _DEFAULT_RATES["failed_sign_ins_per_account"]
+    # Password-reset emails per address they go to, whoever asks; past it the request is still
+    # answered 202 and no email is sent.
+    password_resets: Rate = _DEFAULT_RATES["password_resets"]
 
     @model_validator(mode="before")
     @classmethod

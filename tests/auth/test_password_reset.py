@@ -4,7 +4,7 @@ import re
 
 import pytest
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -85,6 +85,22 @@ async def test_an_unknown_address_gets_the_same_answer_and_no_email(
     assert mailbox.messages == []
     async with async_sessionmaker(engine)() as session:
         assert await session.scalar(select(func.count()).select_from(PasswordResetToken)) == 0
+
+
+async def test_one_address_gets_at_most_three_emails_an_hour_whoever_asks(
+    app: FastAPI, committing_client: AsyncClient, mailbox: Mailbox
+) -> None:
+    await register(committing_client, "forgetful")
+    await run_jobs(app)
+    mailbox.clear()
+
+    for n in range(4):
+        transport = ASGITransport(app=app, client=(f"198.51.100.{n + 1}", 5000))
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            await _request_reset(client, "forgetful@example.com")
+    await run_jobs(app)
+
+    assert len(mailbox.messages) == 3
 
 
 async def test_an_expired_token_or_a_wrong_one_is_refused(

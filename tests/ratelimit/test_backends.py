@@ -25,6 +25,8 @@ def _limiter(store: kv.Store, prefix: str, *policies: Policy) -> RateLimiter:
             writes=named.get("writes", first),
             sign_in=named.get("sign-in", first),
             failed_sign_ins=named.get("failed-sign-ins", first),
+            failed_sign_ins_per_account=named.get("failed-sign-ins-per-account", first),
+            password_resets=named.get("password-resets", first),
         ),
         store,
         prefix=prefix,
@@ -70,22 +72,18 @@ async def test_identifiers_and_policies_count_apart(
 
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
-async def test_peeking_counts_nothing(
+async def test_a_reset_gives_the_identifier_its_whole_quota_back(
     store: kv.Store, key_prefix: str, algorithm: Algorithm
 ) -> None:
     policy = Policy("failed-sign-ins", quota=2, window_seconds=3600, algorithm=algorithm)
     limiter = _limiter(store, key_prefix, policy)
+    await _burst(limiter, policy, "login:1", 3)
+    await _burst(limiter, policy, "login:2", 2)
 
-    for _ in range(3):
-        peeked = await limiter.peek(policy, "user:1")
-        assert peeked is not None
-        assert (peeked.allowed, peeked.remaining) == (True, 2)
-    await _burst(limiter, policy, "user:1", 2)
-    spent = await limiter.peek(policy, "user:1")
+    await limiter.reset(policy, "login:1")
 
-    assert spent is not None
-    assert (spent.allowed, spent.remaining) == (False, 0)
-    assert 0 < spent.reset_in(time.time()) <= 3600
+    assert [d.allowed for d in await _burst(limiter, policy, "login:1", 3)] == [True, True, False]
+    assert not (await _burst(limiter, policy, "login:2", 1))[0].allowed
 
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))

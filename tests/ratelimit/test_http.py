@@ -5,6 +5,7 @@ TEST_REDIS_URL is set."""
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -161,7 +162,7 @@ async def test_credential_routes_have_a_tighter_budget_per_address(
     assert set(_state(attempts[0])) == {"sign-in", "anonymous"}
 
 
-async def test_failed_sign_ins_lock_the_account_whatever_the_password(
+async def test_failed_sign_ins_lock_the_login_whatever_the_password(
     client: AsyncClient, limits: Install
 ) -> None:
     await register(client, "jake")
@@ -170,11 +171,15 @@ async def test_failed_sign_ins_lock_the_account_whatever_the_password(
 
     failures = [
         await client.post("/api/users/login", json=_login("jake@example.com", "wrong-1")),
-        await client.post("/api/auth/token", data={"username": "jake", "password": "wrong-2"}),
+        await client.post(
+            "/api/auth/token", data={"username": "jake@example.com", "password": "wrong-2"}
+        ),
         await client.post("/api/users/login", json=_login("JAKE@example.com", "wrong-3")),
     ]
     right_password = await client.post("/api/users/login", json=_login("jake@example.com"))
-    by_token = await client.post("/api/auth/token", data={"username": "jake", "password": PASSWORD})
+    by_token = await client.post(
+        "/api/auth/token", data={"username": "jake@example.com", "password": PASSWORD}
+    )
     other_account = await client.post("/api/users/login", json=_login("jane@example.com"))
 
     assert [r.status_code for r in failures] == [401, 400, 401]
@@ -233,6 +238,144 @@ async def test_a_locked_account_opens_again_when_the_window_moves_on(
 
     assert statuses[0] == 429
     assert statuses[-1] == 200
+
+
+@asynccontextmanager
+async def _at(app: FastAPI, address: str) -> AsyncIterator[AsyncClient]:
+    """A client of `app` (on the test's database, as `client` set it) from `address`."""
+    transport = ASGITransport(app=app, client=(address, 5000))
+    async with AsyncClient(transport=transport, base_url="http://test") as at:
+        yield at
+
+
+async def test_guesses_lock_the_address_guessing_not_the_owner_elsewhere(
+    app: FastAPI, client: AsyncClient, limits: Install
+) -> None:
+    await register(client, "jake")
+    limits(failed_sign_ins=_rate(3))
+
+    async with _at(app, "198.51.100.1") as attacker, _at(app, "198.51.100.2") as owner:
+        guesses = [
+            await attacker.post("/api/users/login", json=_login("jake@example.com", f"guess-{n}"))
+            for n in range(4)
+        ]
+        attacker_right = await attacker.post("/api/users/login", json=_login("jake@example.com"))
+        owner_right = await owner.post("/api/users/login", json=_login("jake@example.com"))
+
+    assert [r.status_code for r in guesses] == [401, 401, 401, 429]
+    assert attacker_right.status_code == 429
+    assert owner_right.status_code == 200
+
+
+async def test_the_per_account_ceiling_refuses_every_address_once_reached(
+    app: FastAPI, client: AsyncClient, limits: Install
+) -> None:
+    await register(client, "jake")
+    limits(failed_sign_ins=_rate(3), failed_sign_ins_per_account=_rate(5))
+
+    statuses = []
+    for n in range(3):
+        async with _at(app, f"198.51.100.{n + 1}") as guesser:
+            for _ in range(2):
+                response = await guesser.post(
+                    "/api/users/login", json=_login("jake@example.com", "guess")
+                )
+                statuses.append(response.status_code)
+    async with _at(app, "203.0.113.9") as owner:
+        owner_right = await owner.post("/api/users/login", json=_login("jake@example.com"))
+
+    assert statuses == [401] * 5 + [429]
+    assert owner_right.status_code == 429
+
+
+async def test_a_locked_username_does_not_tell_its_email(
+    client: AsyncClient, limits: Install
+) -> None:
+    await register(client, "jake")
+    limits(failed_sign_ins=_rate(2))
+    for _ in range(2):
+        await client.post("/api/auth/token", data={"username": "jake", "password": "guess"})
+    locked = await client.post("/api/auth/token", data={"username": "jake", "password": "guess"})
+
+    its_email = await client.post("/api/users/login", json=_login("jake@example.com", "guess"))
+    another = await client.post("/api/users/login", json=_login("jane@example.com", "guess"))
+
+    assert locked.status_code == 429
+    assert (its_email.status_code, another.status_code) == (401, 401)
+
+
+async def test_the_refusal_is_the_same_for_a_known_login_and_an_unknown_one(
+    app: FastAPI, client: AsyncClient, limits: Install
+) -> None:
+    await register(client, "jake")
+    limits(failed_sign_ins=_rate(2))
+    jake_email, unknown_email = "jake@example.com", "nobody@example.com"
+    async with _at(app, "198.51.100.1") as first, _at(app, "198.51.100.2") as second:
+        for _ in range(2):
+            await first.post("/api/users/login", json=_login(jake_email, "guess"))
+            await second.post("/api/users/login", json=_login(unknown_email, "guess"))
+        # Both refusals within one second, so that both say the same time to wait.
+        await anyio.sleep(1 - time.time() % 1)
+        known = await first.post("/api/users/login", json=_login(jake_email, "guess"))
+        unknown = await second.post("/api/users/login", json=_login(unknown_email, "guess"))
+
+    assert known.status_code == unknown.status_code == 429
+    assert known.content == unknown.content
+
+    def headers(response: Response) -> dict[str, str]:
+        return {name: value for name, value in response.headers.items() if name != "x-request-id"}
+
+    assert headers(known) == headers(unknown)
+
+
+async def test_a_successful_sign_in_gives_the_address_its_attempts_back(
+    client: AsyncClient, limits: Install
+) -> None:
+    await register(client, "jake")
+    limits(failed_sign_ins=_rate(3))
+
+    async def attempt(password: str) -> int:
+        response = await client.post("/api/users/login", json=_login("jake@example.com", password))
+        return response.status_code
+
+    statuses = [
+        await attempt(password)
+        for password in ["guess", "guess", PASSWORD, "guess", "guess", "guess", "guess"]
+    ]
+
+    assert statuses == [401, 401, 200, 401, 401, 401, 429]
+
+
+async def test_password_changes_count_against_sign_in_per_address_and_per_account(
+    app: FastAPI, client: AsyncClient, limits: Install
+) -> None:
+    tokens = {name: await register(client, name) for name in ("jake", "jane", "bob")}
+    limits(sign_in=_rate(3))
+
+    async def change(name: str, address: str) -> int:
+        async with _at(app, address) as at:
+            response = await at.put(
+                "/api/user",
+                headers=auth(tokens[name]),
+                json={"user": {"password": f"new-password-{name}"}},
+            )
+        return response.status_code
+
+    statuses = [
+        await change("jake", "198.51.100.1"),
+        await change("jane", "198.51.100.1"),
+        await change("jake", "198.51.100.2"),
+        await change("jake", "198.51.100.3"),
+        # The account's quota is spent, from whatever address.
+        await change("jake", "198.51.100.4"),
+        await change("jane", "198.51.100.1"),
+        # The address's quota is spent, for whatever account.
+        await change("bob", "198.51.100.1"),
+    ]
+    bio = await client.put("/api/user", headers=auth(tokens["jake"]), json={"user": {"bio": "x"}})
+
+    assert statuses == [200, 200, 200, 200, 429, 200, 429]
+    assert bio.status_code == 200
 
 
 def test_an_ipv6_client_is_counted_by_its_64_block() -> None:

@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Response, status
+from fastapi import APIRouter, Form, Request, Response, status
 
 from conduit.auth import password_reset, service, sessions
 from conduit.auth.dependencies import (
@@ -24,7 +24,12 @@ from conduit.auth.schemas import (
 )
 from conduit.database import Session
 from conduit.errors import OAUTH2_RESPONSES, OAuth2Error, Unauthorized, responses
-from conduit.ratelimit.dependencies import Attempts, SignInLimit
+from conduit.ratelimit.dependencies import (
+    Attempts,
+    ResetEmails,
+    SignInLimit,
+    limit_password_change,
+)
 
 router = APIRouter(tags=["User and Authentication"], responses=responses(429))
 
@@ -87,10 +92,14 @@ async def login(
     dependencies=[SignInLimit],
     responses=responses(422),
 )
-async def request_password_reset(body: PasswordResetRequest, session: Session) -> Response:
-    """Email a password-reset token, valid for 30 minutes, to the address if it has an account.
-    The answer is the same whether or not it has one."""
-    await password_reset.request(session, email=body.user.email)
+async def request_password_reset(
+    body: PasswordResetRequest, session: Session, reset_emails: ResetEmails
+) -> Response:
+    """Email a password-reset token, valid for 30 minutes, to the address if it has an account,
+    and at most 3 an hour to one address, whoever asks. The answer is the same whether or not it
+    has one, and whether or not an email is sent."""
+    if await reset_emails.allow(body.user.email):
+        await password_reset.request(session, email=body.user.email)
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -118,20 +127,25 @@ async def get_current_user(principal: CurrentPrincipal) -> UserResponse:
 
 @router.put("/user", responses=responses(401, 403, 409, 422))
 async def update_current_user(
+    *,
     body: UpdateUserRequest,
     principal: CurrentPrincipal,
     session: Session,
     hasher: Hasher,
     settings: AppSettings,
+    request: Request,
 ) -> UserResponse:
     """Change any of username, email, password, bio and image. An empty `bio` or `image` clears it;
     `username`, `email` and `password` cannot be cleared. A new password signs out every other
-    session and revokes every API key. A new email is announced to the old address.
+    session and revokes every API key, and counts against the sign-in limit of the address and of
+    the account (429). A new email is announced to the old address.
 
     Changing the email or the password takes a session signed in (registration, login or the
     password grant; a refresh does not count) within `CONDUIT_AUTH_REAUTH_SECONDS`, 15 minutes
     by default: otherwise 403 `{"errors": {"session": ["sign in again to do this"]}}`. An API
     key cannot change them at all."""
+    if body.user.password is not None:
+        await limit_password_change(request, user_id=principal.user.id)
     user = await service.update(
         session, hasher, settings.auth, principal=principal, changes=body.user
     )

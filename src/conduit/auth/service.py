@@ -69,18 +69,17 @@ async def authenticate(
     """The user whose email or username is `login`, if `password` is theirs.
 
     An unknown login costs a full hash too, so that timing does not tell which part was wrong.
-    Failures count against the account (an unknown login against itself, so that both fail
-    alike), and an account with too many refuses every password for a while.
+    The attempt is counted against the login before the password is checked, the same whether
+    or not the login exists, and a login with too many refuses every password for a while.
     """
+    await attempts.reserve(login)
     user = await session.scalar(
         select(User).where(or_(User.email == login.lower(), User.username == login))
     )
-    account = f"user:{user.id}" if user is not None else f"login:{login.lower()}"
-    await attempts.ensure_allowed(account)
     password_matches = await hasher.verify(user.password_hash if user else None, password)
     if user is None or not password_matches:
-        await attempts.failed(account)
         return None
+    await attempts.succeeded(login)
     return user
 
 

@@ -2,7 +2,9 @@
 
 Every `/api` route counts its caller once: routes that authenticate do it in the
 authentication dependency, by the user or API key it verified (or the client IP when there was
-none), and the others through `limit_anonymous` or `limit_sign_in`, by the client IP. The
+none), and the others through `limit_anonymous` or `limit_sign_in`, by the client IP. A password
+change counts against the sign-in policy too (`limit_password_change`), sign-in attempts per
+login (`SignInAttempts`) and reset emails per address (`PasswordResets`). The
 decisions reach the client as IETF `RateLimit-Policy` and `RateLimit` headers on every response
 (`RateLimitHeadersMiddleware`), and a refusal as a 429 with `Retry-After`.
 """
@@ -19,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conduit import kv, metrics
 from conduit.auth.principal import SAFE_METHODS
 from conduit.errors import TooManyRequests
-from conduit.ratelimit.limiter import RateLimiter, SignInAttempts
+from conduit.ratelimit.limiter import PasswordResets, RateLimiter, SignInAttempts
 from conduit.ratelimit.policies import Decision, Policy
 
 _DECISIONS = "rate_limits"
@@ -103,13 +105,29 @@ async def limit_sign_in(request: Request) -> None:
     await _count(request, limiter, limiter.policies.anonymous, address)
 
 
+async def limit_password_change(request: Request, *, user_id: int) -> None:
+    """A new password costs a hash, as a sign-in does: it counts against the sign-in policy by
+    the client's address and by the account, so that neither many accounts nor many addresses
+    turn the server's hashing against the users signing in."""
+    limiter = _limiter(request)
+    if limiter is None:
+        return
+    await _count(request, limiter, limiter.policies.sign_in, client_partition(request))
+    await _count(request, limiter, limiter.policies.sign_in, f"user:{user_id}")
+
+
 async def sign_in_attempts(request: Request) -> SignInAttempts:
-    return SignInAttempts(_limiter(request))
+    return SignInAttempts(_limiter(request), address=client_partition(request))
+
+
+async def password_resets(request: Request) -> PasswordResets:
+    return PasswordResets(_limiter(request))
 
 
 AnonymousLimit = Depends(limit_anonymous)
 SignInLimit = Depends(limit_sign_in)
 Attempts = Annotated[SignInAttempts, Depends(sign_in_attempts)]
+ResetEmails = Annotated[PasswordResets, Depends(password_resets)]
 
 
 class RateLimitHeadersMiddleware:

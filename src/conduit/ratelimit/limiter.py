@@ -1,3 +1,4 @@
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -36,6 +37,8 @@ class RateLimiter:
                     policies.writes,
                     policies.sign_in,
                     policies.failed_sign_ins,
+                    policies.failed_sign_ins_per_account,
+                    policies.password_resets,
                 ),
                 prefix=f"{prefix}:ratelimit",
             )
@@ -54,43 +57,83 @@ class RateLimiter:
             else:
                 self._outage.recovered()
                 return decision, replies
-        return await self._locally(policy, identifier, count=True), None
+        return await self._locally(policy, identifier), None
 
-    async def peek(self, policy: Policy, identifier: str) -> Decision | None:
+    async def reset(self, policy: Policy, identifier: str) -> None:
+        """Forget what `identifier` has spent of `policy`, where `limit` counts it."""
         if self._shared is not None and self._outage.available():
             try:
-                decision = await self._shared.peek(policy, identifier)
+                await self._shared.reset(policy, identifier)
             except kv.Unavailable as error:
                 self._outage.failed(error)
             else:
                 self._outage.recovered()
-                return decision
-        return await self._locally(policy, identifier, count=False)
+                return
+        if self._shared is None or policy.falls_back:
+            await self._local.reset(policy, identifier)
 
-    async def _locally(self, policy: Policy, identifier: str, *, count: bool) -> Decision | None:
+    async def _locally(self, policy: Policy, identifier: str) -> Decision | None:
         """In this process: every policy without a shared store; during an outage, the
         policies that fall back."""
         if self._shared is not None and not policy.falls_back:
             return None
-        if count:
-            return await self._local.limit(policy, identifier)
-        return await self._local.peek(policy, identifier)
+        return await self._local.limit(policy, identifier)
+
+
+def _digest(login: str) -> str:
+    """An email address or username as it stands in a key: the store holds none in clear."""
+    return hashlib.sha256(login.lower().encode()).hexdigest()[:32]
 
 
 class SignInAttempts:
-    """Failed sign-ins per account. Once the policy's quota is spent, sign-in to the account is
-    refused whatever the password, until the window moves on: a lock-out that always ends."""
+    """Sign-in attempts from one client address, counted by the login as sent (an email
+    address or a username, whatever the case), never by the account it names: a refusal is the
+    same whether or not the login exists.
+
+    Each attempt is reserved before its password is checked, atomically, so that concurrent
+    attempts check no more passwords than the quota: one of the login's `failed_sign_ins` from
+    this address, then one of its `failed_sign_ins_per_account` from every address together,
+    the ceiling on guessing spread over many addresses. A successful sign-in gives this address
+    its attempts back, so that the lock-out falls on the address guessing, not on the owner
+    signing in from elsewhere.
+    """
+
+    def __init__(self, limiter: RateLimiter | None, *, address: str) -> None:
+        self._limiter = limiter
+        self._address = address
+
+    async def reserve(self, login: str) -> None:
+        """Count an attempt at `login`, or raise `TooManyRequests` once either quota is spent."""
+        if self._limiter is None:
+            return
+        policies = self._limiter.policies
+        account = _digest(login)
+        for policy, identifier in (
+            (policies.failed_sign_ins, f"{account}:{self._address}"),
+            (policies.failed_sign_ins_per_account, account),
+        ):
+            decision, _ = await self._limiter.limit(policy, identifier)
+            if decision is not None and not decision.allowed:
+                raise TooManyRequests(decision.retry_after(time.time()))
+
+    async def succeeded(self, login: str) -> None:
+        if self._limiter is not None:
+            await self._limiter.reset(
+                self._limiter.policies.failed_sign_ins, f"{_digest(login)}:{self._address}"
+            )
+
+
+class PasswordResets:
+    """Password-reset emails per address they go to, whoever asks for them."""
 
     def __init__(self, limiter: RateLimiter | None) -> None:
         self._limiter = limiter
 
-    async def ensure_allowed(self, account: str) -> None:
+    async def allow(self, email: str) -> bool:
+        """Count a reset email to `email`: whether it may be sent."""
         if self._limiter is None:
-            return
-        decision = await self._limiter.peek(self._limiter.policies.failed_sign_ins, account)
-        if decision is not None and not decision.allowed:
-            raise TooManyRequests(decision.retry_after(time.time()))
-
-    async def failed(self, account: str) -> None:
-        if self._limiter is not None:
-            await self._limiter.limit(self._limiter.policies.failed_sign_ins, account)
+            return True
+        decision, _ = await self._limiter.limit(
+            self._limiter.policies.password_resets, _digest(email)
+        )
+        return decision is None or decision.allowed

@@ -37,25 +37,13 @@ class MemoryLimiter:
             case Algorithm.TOKEN_BUCKET:
                 return self._token_bucket(policy, key, now)
 
-    async def peek(self, policy: Policy, identifier: str) -> Decision:
-        now = _now_ms()
+    async def reset(self, policy: Policy, identifier: str) -> None:
+        """Forget what `identifier` has spent: the entries `limit` counts it in."""
         key = f"{policy.name}:{identifier}"
-        window = policy.window_ms
-        current = now // window
-        reset_at = (current + 1) * window
-        match policy.algorithm:
-            case Algorithm.FIXED_WINDOW:
-                used = self._count(f"{key}:{current}", now)
-            case Algorithm.SLIDING_WINDOW:
-                used = self._previous_weighted(policy, key, now) + self._count(
-                    f"{key}:{current}", now
-                )
-            case Algorithm.TOKEN_BUCKET:
-                refilled_at, tokens = self._bucket(policy, key, now)
-                used = policy.quota - tokens
-                reset_at = refilled_at + policy.refill_interval_ms if tokens < policy.quota else now
-        remaining = max(0, policy.quota - used)
-        return Decision(policy, remaining > 0, remaining, reset_at / 1000)
+        current = _now_ms() // policy.window_ms
+        self._counts.pop(f"{key}:{current}", None)
+        self._counts.pop(f"{key}:{current - 1}", None)
+        self._buckets.pop(key, None)
 
     def _count(self, key: str, now: int) -> int:
         entry = self._counts.get(key)

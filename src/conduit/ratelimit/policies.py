@@ -56,6 +56,8 @@ class Policies:
     writes: Policy
     sign_in: Policy
     failed_sign_ins: Policy
+    failed_sign_ins_per_account: Policy
+    password_resets: Policy
 
     @classmethod
     def from_settings(cls, settings: RateLimitSettings) -> "Policies":
@@ -74,4 +76,8 @@ class Policies:
             writes=policy("writes", settings.writes),
             sign_in=policy("sign-in", settings.sign_in, falls_back=True),
             failed_sign_ins=policy("failed-sign-ins", settings.failed_sign_ins, falls_back=True),
+            failed_sign_ins_per_account=policy(
+                "failed-sign-ins-per-account", settings.failed_sign_ins_per_account, falls_back=True
+            ),
+            password_resets=policy("password-resets", settings.password_resets, falls_back=True),
         )

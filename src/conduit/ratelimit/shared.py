@@ -3,8 +3,8 @@ store. Each decision is one atomic server-side script, one round trip, and the k
 as the library lays them out, so processes on Redis and on Upstash share one count.
 
 The library's algorithms are generators: each yields the one command it needs and takes its
-reply (`AbstractLimiter._limit`, `_get_remaining`, `_get_reset`; pinned `<1.3`, and every
-algorithm runs through `tests/ratelimit`). Conduit runs that command itself, so that a decision
+reply (`AbstractLimiter._limit`; pinned `<1.3`, and every algorithm runs through
+`tests/ratelimit`). Conduit runs that command itself, so that a decision
 can share its round trip with the caller's other commands (a cached read's lookup,
 `conduit.cache`): over TCP as a redis-py pipeline, over REST as an Upstash `/pipeline`.
 
@@ -18,6 +18,7 @@ from typing import Any
 
 from upstash_ratelimit.asyncio import FixedWindow, SlidingWindow, TokenBucket
 from upstash_ratelimit.limiter import AbstractLimiter
+from upstash_ratelimit.utils import now_ms
 
 from conduit import kv
 from conduit.config import Algorithm
@@ -74,12 +75,15 @@ class SharedLimiter:
         response, replies = await self._step(self._algorithms[policy.name]._limit(key), alongside)
         return Decision(policy, response.allowed, response.remaining, response.reset), replies
 
-    async def peek(self, policy: Policy, identifier: str) -> Decision:
-        algorithm = self._algorithms[policy.name]
+    async def reset(self, policy: Policy, identifier: str) -> None:
+        """Forget what `identifier` has spent: delete the keys the algorithm counts it in, the
+        current and the previous window's for the windows, the bucket for a token bucket."""
         key = f"{self._prefixes[policy.name]}:{identifier}"
-        remaining, _ = await self._step(algorithm._get_remaining(key))
-        reset_at, _ = await self._step(algorithm._get_reset(key))
-        return Decision(policy, remaining > 0, remaining, reset_at)
+        if policy.algorithm is Algorithm.TOKEN_BUCKET:
+            await self._store.run([("DEL", key)])
+            return
+        current = now_ms() // policy.window_ms
+        await self._store.run([("DEL", f"{key}:{current}", f"{key}:{current - 1}")])
 
     async def _step(
         self, steps: _Steps, alongside: Sequence[kv.Command] = ()
