@@ -13,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from conduit.config import (
     DatabaseSettings,
+    Environment,
     HttpSettings,
     LogFormat,
     MetricsSettings,
@@ -114,6 +115,40 @@ async def test_metrics_can_be_turned_off_and_require_their_token(settings: Setti
     assert right.status_code == 200
     assert right.headers["content-type"].startswith("text/plain")
     assert "conduit_http_request_duration_seconds_bucket" in right.text
+
+
+async def test_production_serves_metrics_beside_the_api_only_behind_their_token(
+    settings: Settings,
+) -> None:
+    """The serving port is public in production: without a token, no `/metrics` on it (the
+    metrics port serves them); with one, a scrape must show it. Development keeps them open."""
+    production = settings.model_copy(update={"env": Environment.PRODUCTION})
+    guarded = production.model_copy(
+        update={"metrics": MetricsSettings(token=SecretStr("the-scrape-token"))}
+    )
+    closed, open_, development = (
+        create_app(production),
+        create_app(guarded),
+        create_app(settings),
+    )
+    bearer = {"Authorization": "Bearer the-scrape-token"}
+    async with (
+        closed.router.lifespan_context(closed),
+        open_.router.lifespan_context(open_),
+        development.router.lifespan_context(development),
+        AsyncClient(transport=ASGITransport(app=closed), base_url="http://t") as to_closed,
+        AsyncClient(transport=ASGITransport(app=open_), base_url="http://t") as to_guarded,
+        AsyncClient(transport=ASGITransport(app=development), base_url="http://t") as to_dev,
+    ):
+        hidden = await to_closed.get("/metrics", headers=bearer)
+        anonymous = await to_guarded.get("/metrics")
+        right = await to_guarded.get("/metrics", headers=bearer)
+        scraped = await to_dev.get("/metrics")
+
+    assert hidden.status_code == 404
+    assert anonymous.status_code == 401
+    assert right.status_code == scraped.status_code == 200
+    assert "conduit_http_request_duration_seconds_bucket" in scraped.text
 
 
 async def test_the_documentation_loads_nothing_from_another_host(docs_app: FastAPI) -> None:

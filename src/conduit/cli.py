@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy import exc
 
-from conduit import clients, config, database, logs, metrics, server
+from conduit import clients, config, database, logs, metrics, operations, server
 from conduit import seed as seeding
 from conduit.config import JobsBackend, Settings
 from conduit.database import Database
@@ -123,6 +124,37 @@ def _ensure_port_free(host: str, port: int) -> None:
             raise _fail(f"Cannot listen on {host}:{port}: {error.strerror}", log=True) from None
 
 
+@contextlib.contextmanager
+def _metrics_port(settings: Settings, host: str) -> Iterator[None]:
+    """`GET /metrics` on CONDUIT_METRICS_PORT, served by this process in a thread of its own:
+    the only process of one worker, or the supervisor of several, whose registry adds up
+    theirs (`conduit.metrics.registry`)."""
+    port = settings.metrics.port
+    if port is None or not settings.metrics.enabled:
+        yield
+        return
+    _ensure_port_free(host, port)
+    scrapes = uvicorn.Server(
+        uvicorn.Config(
+            operations.metrics_app(settings),
+            host=host,
+            port=port,
+            # Configured, for the whole process, by `conduit serve`.
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="on",
+        )
+    )
+    thread = threading.Thread(target=scrapes.run, name="conduit-metrics")
+    thread.start()
+    try:
+        yield
+    finally:
+        scrapes.should_exit = True
+        thread.join()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -147,8 +179,10 @@ def serve(
         )
         os.environ["CONDUIT_CACHE_ENABLED"] = "false"
     _ensure_port_free(host, port)
-    config = uvicorn.Config(
+    config = server.Config(
         "conduit.main:create_app",
+        header_timeout_seconds=settings.http.header_timeout_seconds,
+        max_header_bytes=settings.http.max_header_bytes,
         factory=True,
         host=host,
         port=port,
@@ -157,7 +191,6 @@ def serve(
         access_log=False,
         log_config=logs.config(settings),
         loop="uvloop",
-        http=server.DrainingHttpToolsProtocol,
         lifespan="on",
         # X-Forwarded-* are honoured by the app itself, from CONDUIT_HTTP_TRUSTED_PROXIES only.
         proxy_headers=False,
@@ -165,7 +198,7 @@ def serve(
         # A worker's start, on a machine starting as many as it has cores or more.
         timeout_worker_healthcheck=30,
     )
-    with _metrics_directory(workers):
+    with _metrics_directory(workers), _metrics_port(settings, host):
         if workers > 1:
             server.Multiprocess(config, sockets=[config.bind_socket()]).run()
             return

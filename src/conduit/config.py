@@ -153,6 +153,11 @@ class HttpSettings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A request's line and headers: beyond, it is answered 431 and its connection closed.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    # From a connection opening, or a request's first bytes, to the end of its headers: a
+    # client that takes longer is answered 408 and its connection closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     hsts_seconds: int = Field(default=0, ge=0)
     # After SIGTERM: how long requests under way may take to finish, new connections refused.
     shutdown_grace_seconds: int = Field(default=20, ge=0, le=3600)
@@ -194,13 +199,16 @@ class LogSettings(BaseSettings):
 
 
 class MetricsSettings(BaseSettings):
-    """Prometheus metrics at `/metrics` on the serving port."""
+    """Prometheus metrics at `/metrics`: on a port of their own when `port` is set, and on the
+    serving port in development, or in production with a token (docs/operations.md)."""
 
     model_config = SettingsConfigDict(env_prefix="CONDUIT_METRICS_", extra="ignore")
 
     enabled: bool = True
     # Set: scrapes must send `Authorization: Bearer <token>`.
     token: SecretStr | None = None
+    # `conduit serve`'s metrics (every worker's) on this port too, on the interface it serves.
+    port: int | None = Field(default=None, ge=1, le=65_535)
     # `conduit worker`'s own metrics (jobs run, failed, their durations) on this port.
     worker_port: int | None = Field(default=None, ge=1, le=65_535)
 
@@ -473,6 +481,14 @@ class Settings(BaseSettings):
         if self.log.format is not None:
             return self.log.format
         return LogFormat.JSON if self.env is Environment.PRODUCTION else LogFormat.CONSOLE
+
+    @property
+    def metrics_on_serving_port(self) -> bool:
+        """In production the API's port is public: its metrics (routes, pools, the job queue)
+        are not, unless a scrape must show the token."""
+        return self.metrics.enabled and (
+            self.env is Environment.DEVELOPMENT or self.metrics.token is not None
+        )
 
     @property
     def docs_enabled(self) -> bool:

@@ -187,7 +187,7 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     app.state.route_templates = {id(route): f"/api{route.path_format}" for route in routes}
     openapi.complete(app, routes, prefix="/api")
     app.include_router(operations.router)
-    if settings.metrics.enabled:
+    if settings.metrics_on_serving_port:
         app.include_router(operations.metrics_router)
     if settings.docs_enabled:
         docs.serve(app, openapi_url="/openapi.json", client_id="conduit-docs")

@@ -77,8 +77,10 @@ JOB_QUEUE_LATENCY = Histogram(
 
 
 def registry() -> CollectorRegistry:
-    """What a scrape of this process reports: every process's samples in multiprocess mode."""
-    if not MULTIPROCESS:
+    """What a scrape of this process reports: every process's samples in multiprocess mode.
+    Asked of the environment at each call: `conduit serve` names the directory after importing
+    this module, then scrapes its workers' samples from its own process."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         return REGISTRY
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]

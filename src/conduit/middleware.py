@@ -149,10 +149,16 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+# Answered with a token or a secret to requests that carry none (registration, sign-in,
+# password resets, OAuth2): never stored (RFC 6749 section 5.1).
+_SECRET_ANSWERS = ("/api/users", "/api/auth/")
+
+
 class SecurityHeadersMiddleware:
     """Headers every response carries (OWASP Secure Headers, ASVS 14.4): no sniffing, no
-    framing, no referrer; `no-store` on anything answered to a credentialed request; HSTS over
-    HTTPS when configured."""
+    framing, no referrer; `Cache-Control: no-store` (and HTTP/1.0's `Pragma: no-cache`) on
+    anything answered to a credentialed request or with a token; HSTS over HTTPS when
+    configured."""
 
     def __init__(self, app: ASGIApp, hsts_seconds: int) -> None:
         self.app = app
@@ -178,7 +184,7 @@ class SecurityHeadersMiddleware:
         credentialed = b"authorization" in request_headers or b"x-api-key" in request_headers
         path: str = scope["path"]
         fixed = self.api_headers if path.startswith("/api/") else self.other_headers
-        no_store = credentialed or path.startswith("/api/auth/")
+        no_store = credentialed or path.startswith(_SECRET_ANSWERS)
         hsts = self.hsts if scope["scheme"] == "https" else None
 
         async def send_with_headers(message: Message) -> None:
@@ -188,6 +194,7 @@ class SecurityHeadersMiddleware:
                     headers = MutableHeaders(scope=message)
                     if no_store:
                         headers["Cache-Control"] = "no-store"
+                        headers["Pragma"] = "no-cache"
                     if hsts is not None:
                         headers["Strict-Transport-Security"] = hsts
             await send(message)

@@ -4,18 +4,20 @@ INFO (`conduit.middleware.RequestContext`)."""
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import exc, literal, select
 
-from conduit import kv, metrics
+from conduit import database, kv, metrics
 from conduit.config import Settings
 from conduit.database import UNAVAILABLE, Database, Read, report_unavailable, unavailable
-from conduit.errors import Unauthorized, error_response
+from conduit.errors import Unauthorized, error_response, register_error_handlers
 from conduit.jobs import admin
 
 # A check that takes longer has failed: a platform's probe waits a few seconds at most.
@@ -110,3 +112,20 @@ async def scrape(request: Request) -> Response:
     scraped = () if counts is None else (metrics.jobs_by_status(counts),)
     body = await asyncio.to_thread(metrics.render, *scraped)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_app(settings: Settings) -> FastAPI:
+    """`GET /metrics` alone, for `CONDUIT_METRICS_PORT`: the route the serving port has, so that
+    a scrape reports the same (the queue's depth read from the database included)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with database.connect(settings.database) as connected:
+            app.state.settings = settings
+            app.state.database = connected
+            yield
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    register_error_handlers(app)
+    app.include_router(metrics_router)
+    return app

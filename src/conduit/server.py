@@ -14,6 +14,11 @@ socket after the workers stopped accepting. Here:
 - `Server` accepts what the kernel has queued before it closes its listening sockets;
 - `Multiprocess` closes the supervisor's copy of the listening socket before it stops the
   workers.
+
+`DrainingHttpToolsProtocol` also bounds what a request's head (its request line and headers)
+may cost, which uvicorn's httptools protocol does not (docs/operations.md, "Request heads"):
+it must arrive within `CONDUIT_HTTP_HEADER_TIMEOUT_SECONDS` of the connection opening or of its
+first bytes, and stay within `CONDUIT_HTTP_MAX_HEADER_BYTES`, counted as it arrives.
 """
 
 import asyncio
@@ -22,8 +27,43 @@ import socket
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from starlette.responses import Response
+from starlette.status import (
+    HTTP_408_REQUEST_TIMEOUT,
+    HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE,
+)
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess as UvicornMultiprocess
+
+from conduit.errors import error_response
+
+_CLOSE = {"Connection": "close"}
+_HEAD_TOO_LARGE = error_response(
+    HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE, {"request": ["header fields too large"]}, _CLOSE
+)
+_HEAD_TOO_SLOW = error_response(
+    HTTP_408_REQUEST_TIMEOUT, {"request": ["headers not received in time"]}, _CLOSE
+)
+# After a refusal, how long the rest of what the client sends is read and dropped: closing with
+# unread data would reset the connection, and the client might never read why.
+_LINGER_SECONDS = 2.0
+
+
+class Config(uvicorn.Config):
+    """uvicorn's configuration, served by `DrainingHttpToolsProtocol` with the bounds it puts
+    on a request's head, and without a `Server` header."""
+
+    def __init__(
+        self, app: str, *, header_timeout_seconds: float, max_header_bytes: int, **options: Any
+    ) -> None:
+        super().__init__(app, http=DrainingHttpToolsProtocol, server_header=False, **options)
+        self.header_timeout_seconds = header_timeout_seconds
+        self.max_header_bytes = max_header_bytes
 
 
 class _Draining:
@@ -33,15 +73,97 @@ class _Draining:
 
 
 class DrainingHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_timeout = config.header_timeout_seconds
+        self.max_header_bytes = config.max_header_bytes
+        # Between a request's first byte (or the connection opening) and its headers' end.
+        self.awaiting_head = True
+        # Of the head awaited, those received in reads that held nothing else (a head begun
+        # after another request in the same read is counted from the next read on).
+        self.head_bytes = 0
+        # When the head awaited must be complete by, or the refused connection closed.
+        self.deadline: asyncio.TimerHandle | None = None
+        self.refused = False
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
         if _Draining.on:
             self.shutdown()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.deadline is not None:
+            self.deadline.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self.awaiting_head:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        if not self.awaiting_head or self.transport.is_closing():
+            return
+        if self.head_bytes > self.max_header_bytes:
+            self._refuse(_HEAD_TOO_LARGE)
+        elif self.deadline is None and (self.head_bytes or self._idle()):
+            self.deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
+        self.awaiting_head = False
+        self.head_bytes = 0
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        parsed = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if parsed > self.max_header_bytes:
+            # Answered as any request is (after those before it), by an app of one response.
+            app, self.app = self.app, _HEAD_TOO_LARGE
+            super().on_headers_complete()
+            self.app = app
+        else:
+            super().on_headers_complete()
         if _Draining.on:
             self.cycle.keep_alive = False
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.awaiting_head = True
+
+    def _idle(self) -> bool:
+        """No request under way: between the connection opening, or the last response, and the
+        next request's headers (uvicorn's keep-alive timer, which any byte stops, ran until
+        now)."""
+        cycle: RequestResponseCycle | None = self.cycle
+        return cycle is None or cycle.response_complete
+
+    def _head_too_slow(self) -> None:
+        self.deadline = None
+        if self.head_bytes:
+            self._refuse(_HEAD_TOO_SLOW)
+        else:
+            self.transport.close()
+
+    def _refuse(self, response: Response) -> None:
+        """Answer `response` and close the connection, reading and dropping whatever the client
+        still sends for a moment first; when an earlier request's answer is under way, close it
+        at once."""
+        if not self._idle():
+            self.transport.close()
+            return
+        self.refused = True
+        self.transport.write(_raw(response, self.server_state.default_headers))
+        self.transport.write_eof()
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
     def shutdown(self) -> None:
         """The request under way, or the next one, is the connection's last."""
@@ -55,6 +177,13 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
+
+
+def _raw(response: Response, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """`response` as bytes on the wire, for a connection no ASGI cycle answers."""
+    headers = dict([*default_headers, *response.raw_headers])
+    lines = [name + b": " + value + b"\r\n" for name, value in headers.items()]
+    return b"".join([STATUS_LINE[response.status_code], *lines, b"\r\n", response.body])
 
 
 class Server(uvicorn.Server):

@@ -162,6 +162,13 @@ def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     }
 
 
+def _read_articles_on_connections_of_their_own(server: ConduitServer, requests: int) -> None:
+    """A connection each, so that every worker answers some."""
+    for _ in range(requests):
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            assert client.get(f"{server.api_url}/articles?limit=1").status_code == 200
+
+
 def test_metrics_count_every_request_of_every_worker_and_need_the_token(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -170,10 +177,7 @@ def test_metrics_count_every_request_of_every_worker_and_need_the_token(
     requests = 40
     metrics_env = env | {"CONDUIT_METRICS_TOKEN": "scrape-token-0123"}
     with serving(metrics_env, tmp_path, workers=2) as server:
-        for _ in range(requests):
-            # A connection each, so that both workers answer some.
-            with httpx.Client(trust_env=False, timeout=10) as client:
-                assert client.get(f"{server.api_url}/articles?limit=1").status_code == 200
+        _read_articles_on_connections_of_their_own(server, requests)
         with httpx.Client(trust_env=False, timeout=10) as client:
             refused = client.get(f"{server.base_url}/metrics")
             scrapes = [
@@ -198,6 +202,32 @@ def test_metrics_count_every_request_of_every_worker_and_need_the_token(
         assert (("decision", "allowed"), ("policy", "anonymous")) in _samples(
             scrape.text, "conduit_rate_limit_decisions_total"
         )
+
+
+def test_in_production_metrics_are_off_the_api_port_and_on_their_own(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """With two workers in production, `/metrics` is not on the serving port; on
+    CONDUIT_METRICS_PORT, the supervisor answers what a scrape of the serving port would:
+    every worker's requests, the pools, the job queue's depth from the database."""
+    requests = 20
+    metrics_port = free_port()
+    production = env | {"CONDUIT_ENV": "production", "CONDUIT_METRICS_PORT": str(metrics_port)}
+    with serving(production, tmp_path, workers=2) as server:
+        _read_articles_on_connections_of_their_own(server, requests)
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            public = client.get(f"{server.base_url}/metrics")
+            scrapes = [client.get(f"http://127.0.0.1:{metrics_port}/metrics") for _ in range(2)]
+
+    assert public.status_code == 404
+    for scrape in scrapes:
+        assert scrape.status_code == 200
+        assert "server" not in scrape.headers
+        counts = _samples(scrape.text, "conduit_http_request_duration_seconds_count")
+        key = (("method", "GET"), ("route", "/api/articles"), ("status", "200"))
+        assert counts[key] == requests
+        assert _samples(scrape.text, "conduit_db_pool_connections_in_use") == {(): 0.0}
+        assert (("status", "queued"),) in _samples(scrape.text, "conduit_jobs")
 
 
 def test_an_unreachable_database_fails_readiness_with_one_line_per_interval(

@@ -8,7 +8,7 @@ from pydantic import SecretStr, ValidationError
 
 from conduit.config import AuthSettings, Environment, HttpSettings, Settings
 from conduit.main import create_app
-from tests.factories import auth, register
+from tests.factories import PASSWORD, auth, oauth_tokens, register
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +39,42 @@ async def test_authenticated_responses_are_not_stored(client: AsyncClient) -> No
     assert authenticated.headers["Cache-Control"] == "no-store"
     # Stored, by a browser or a shared proxy, only to be revalidated by its ETag.
     assert anonymous.headers["Cache-Control"] == "no-cache"
+
+
+async def test_responses_that_carry_a_token_are_never_stored(client: AsyncClient) -> None:
+    """RFC 6749 section 5.1: every response with a token or a secret in it, to a request with
+    credentials or without."""
+    registered = await client.post(
+        "/api/users",
+        json={"user": {"username": "keeper", "email": "keeper@example.com", "password": PASSWORD}},
+    )
+    token = registered.json()["user"]["token"]
+    login = {"user": {"email": "keeper@example.com", "password": PASSWORD}}
+    tokens = await oauth_tokens(client, "keeper@example.com")
+    answers = {
+        "register": registered,
+        "login": await client.post("/api/users/login", json=login),
+        "token": await client.post(
+            "/api/auth/token", data={"username": "keeper", "password": PASSWORD}
+        ),
+        "refresh": await client.post(
+            "/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        ),
+        "current user": await client.get("/api/user", headers=auth(token)),
+        "update user": await client.put(
+            "/api/user", headers=auth(token), json={"user": {"bio": "kept"}}
+        ),
+        "api key": await client.post(
+            "/api/user/api-keys",
+            headers=auth(token),
+            json={"apiKey": {"name": "ci", "scopes": ["read"]}},
+        ),
+    }
+
+    for name, response in answers.items():
+        assert response.is_success, (name, response.text)
+        assert response.headers["Cache-Control"] == "no-store", name
+        assert response.headers["Pragma"] == "no-cache", name
 
 
 async def test_hsts_over_https_from_a_trusted_proxy_only() -> None:
