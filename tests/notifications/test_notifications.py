@@ -150,6 +150,9 @@ async def test_marking_read_by_id_and_all_counts_only_your_own(
         {"ids": ["0"]},
         {"ids": [1]},
         {"ids": ["1"] * 101},
+        # One past the largest id the 32-bit column holds.
+        {"ids": ["2147483648"]},
+        {"ids": ["999999999999999999"]},
     ],
 )
 async def test_mark_read_refuses_what_is_not_ids_or_all(client: AsyncClient, body: object) -> None:
@@ -157,6 +160,14 @@ async def test_mark_read_refuses_what_is_not_ids_or_all(client: AsyncClient, bod
     response = await client.post("/api/notifications/read", headers=auth(token), json=body)
     assert response.status_code == 422
     assert "errors" in response.json()
+
+
+async def test_the_largest_id_the_column_holds_is_accepted(client: AsyncClient) -> None:
+    token = await register(client, "careful")
+    response = await client.post(
+        "/api/notifications/read", headers=auth(token), json={"ids": ["2147483647"]}
+    )
+    assert response.status_code == 204
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}])
