@@ -64,13 +64,25 @@ def _statuses(responses: list[Response]) -> list[int]:
     return [response.status_code for response in responses]
 
 
-@pytest.mark.parametrize("taken", ["username", "email"])
+def _case_variant(word: str, number: int) -> str:
+    """The `number`th spelling of `word` in upper and lower case: `twinning`, `Twinning`, ..."""
+    return "".join(
+        letter.upper() if number >> place & 1 else letter for place, letter in enumerate(word)
+    )
+
+
+@pytest.mark.parametrize("taken", ["username", "email", "username ignoring case"])
 async def test_concurrent_duplicate_registrations_have_one_winner(
     committing_client: AsyncClient, taken: str
 ) -> None:
+    usernames = {
+        "username": ["twin"] * CROWD,
+        "email": [f"twin{number}" for number in range(CROWD)],
+        "username ignoring case": [_case_variant("twinning", number) for number in range(CROWD)],
+    }[taken]
     users = [
         {
-            "username": "twin" if taken == "username" else f"twin{number}",
+            "username": usernames[number],
             "email": "twin@example.com" if taken == "email" else f"twin{number}@example.com",
             "password": PASSWORD,
         }
@@ -85,7 +97,8 @@ async def test_concurrent_duplicate_registrations_have_one_winner(
     (winner,) = [response for response in responses if response.status_code == 201]
     for response in responses:
         if response is not winner:
-            assert response.json() == {"errors": {taken: ["has already been taken"]}}
+            field = "email" if taken == "email" else "username"
+            assert response.json() == {"errors": {field: ["has already been taken"]}}
     registered = winner.json()["user"]
     me = await committing_client.get("/api/user", headers=auth(registered["token"]))
     assert me.json()["user"] == registered

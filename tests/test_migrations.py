@@ -9,11 +9,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, insert, inspect, select
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import migrations
+from conduit.auth.models import User
 from conduit.config import DatabaseSettings
 from conduit.database import SCHEMA_REVISION, Base, create_engine, schema_revision
 from tests.databases import create_postgres_database, drop_postgres_database
@@ -81,3 +82,41 @@ async def test_the_code_s_schema_revision_is_alembic_s_head(empty_engine: AsyncE
 
     assert head == SCHEMA_REVISION
     assert await schema_revision(empty_engine) == SCHEMA_REVISION
+
+
+async def test_usernames_differing_only_by_case_are_renamed_but_the_oldest(
+    empty_engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await migrations.upgrade(empty_engine, "6b2e0c4f9a17")
+    long_name = "l" * 50
+    names = ["alice", "bob", "ALICE", "Alice", long_name, long_name.upper()]
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            insert(User),
+            [
+                {"username": name, "email": f"{number}@example.com", "password_hash": "x"}
+                for number, name in enumerate(names)
+            ],
+        )
+    capsys.readouterr()
+
+    await migrations.upgrade(empty_engine)
+
+    async with empty_engine.connect() as connection:
+        rows = await connection.execute(select(User.id, User.username).order_by(User.id))
+        assert [tuple(row) for row in rows] == [
+            (1, "alice"),
+            (2, "bob"),
+            (3, "ALICE-3"),
+            (4, "Alice-4"),
+            (5, long_name),
+            (6, "L" * 48 + "-6"),
+        ]
+    stderr = capsys.readouterr().err
+    assert (
+        "users: 'ALICE' (id 3) differs from an older username only by case; renamed 'ALICE-3'"
+        in stderr
+    )
+    assert "renamed 'Alice-4'" in stderr
+    assert f"renamed '{'L' * 48}-6'" in stderr
+    assert "'bob'" not in stderr

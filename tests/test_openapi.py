@@ -3,13 +3,18 @@ the constraints of its input as the API enforces them, and the links between ope
 the input no database can store is a 422 naming the field, on every database."""
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import BigInteger, Integer, SmallInteger
 
+from conduit.database import Base
+from conduit.schemas import digits_up_to
 from tests.factories import auth, create_article, register
 
 pytestmark = pytest.mark.anyio
@@ -69,6 +74,70 @@ async def test_links_lead_to_operations_and_their_parameters(document: dict[str,
     assert linked >= 15
     create = operations["create_article"]["responses"]["201"]["links"]
     assert {"get_article", "update_article", "delete_article"} <= set(create)
+
+
+def _integer_column_max() -> int:
+    """The largest value every integer column holds: what an id or a count sent may not pass."""
+    largest = {SmallInteger: 2**15 - 1, BigInteger: 2**63 - 1, Integer: 2**31 - 1}
+    return min(
+        next(limit for kind, limit in largest.items() if isinstance(column.type, kind))
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, Integer) and column.primary_key
+    )
+
+
+def _inputs(
+    document: dict[str, Any], schema: dict[str, Any], where: str, holder: dict[str, Any]
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Every schema inside a request's `schema`: where, the schema, and the property or parameter
+    holding it (which carries the description)."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = document["components"]["schemas"][name]
+    yield where, schema, holder
+    for option in schema.get("anyOf", ()):
+        yield from _inputs(document, option, where, holder)
+    if "items" in schema:
+        yield from _inputs(document, schema["items"], f"{where}[]", schema["items"])
+    for name, value in schema.get("properties", {}).items():
+        yield from _inputs(document, value, f"{where}.{name}", value)
+
+
+def _request_values(
+    document: dict[str, Any],
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for name, operation in _operations(document).items():
+        for parameter in operation.get("parameters", ()):
+            yield from _inputs(
+                document, parameter["schema"], f"{name} {parameter['name']}", parameter
+            )
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            yield from _inputs(document, media["schema"], name, media["schema"])
+
+
+async def test_every_number_and_time_a_request_takes_fits_the_database(
+    document: dict[str, Any],
+) -> None:
+    largest = _integer_column_max()
+    assert largest == 2**31 - 1
+    digits, dates = [], []
+    for where, schema, holder in _request_values(document):
+        if schema.get("type") == "integer":
+            assert schema.get("maximum", largest + 1) <= largest, where
+        validator = jsonschema_rs.validator_for({"pattern": schema.get("pattern", "")})
+        if "pattern" in schema and validator.is_valid("1") and not validator.is_valid("x"):
+            # A digit-string id: the pattern admits exactly the ids a column holds.
+            digits.append(where)
+            assert validator.is_valid(str(largest)), where
+            assert not validator.is_valid(str(largest + 1)), where
+            assert not validator.is_valid("9" * 30), where
+        if schema.get("format") == "date-time":
+            dates.append(where)
+            assert re.search(r"at most [\d,]+ days", holder.get("description", "")), where
+    # The walk reaches the fields it guards.
+    assert "mark_read.ids[]" in digits
+    assert "create_api_key.apiKey.expiresAt" in dates
 
 
 # Each value sent as an article's `title`, the document's verdict checked against the API's.
@@ -198,3 +267,13 @@ async def test_the_feed_is_never_an_article(client: AsyncClient) -> None:
     assert (await client.get(f"/api/articles/{created['slug']}")).status_code == 200
     assert updated.status_code == 405
     assert updated.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("largest", [1, 9, 10, 19, 20, 309, 1000, 4321])
+def test_the_id_pattern_admits_exactly_one_to_the_largest(largest: int) -> None:
+    pattern = re.compile(digits_up_to(largest))
+
+    admitted = [n for n in range(10_000) if pattern.fullmatch(str(n))]
+
+    assert admitted == list(range(1, largest + 1))
+    assert not pattern.fullmatch(f"0{largest}")

@@ -23,6 +23,25 @@ WHITESPACE = (
     + "\u2028\u2029\u202f\u205f\u3000"
 )
 _SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The largest value of the 32-bit integer columns (ids): what the database can compare a value to.
+MAX_INT32 = 2**31 - 1
+
+
+def digits_up_to(largest: int) -> str:
+    """A pattern admitting exactly the decimal numbers 1..`largest`, no leading zero: a number
+    with fewer digits, or one that follows `largest` up to a digit below its own, then any."""
+    top = str(largest)
+    shorter = [f"[1-9][0-9]{{0,{len(top) - 2}}}"] if len(top) > 1 else []
+    below = [
+        f"{top[:i]}[{0 if i else 1}-{int(digit) - 1}][0-9]{{{len(top) - i - 1}}}"
+        for i, digit in enumerate(top)
+        if int(digit) > (0 if i else 1)
+    ]
+    return f"^(?:{'|'.join([*shorter, *below, top])})$"
+
+
+# A database id sent as a string of digits.
+ID_DIGITS = digits_up_to(MAX_INT32)
 # PostgreSQL's text cannot hold U+0000: no string the API takes may contain it, on any database.
 ANY_TEXT = r"^[^\x00]*$"
 # What `reject_blank` lets through: a character that is not whitespace.

@@ -8,6 +8,7 @@ from conduit.api_keys import tasks as api_keys_tasks
 from conduit.auth import password_reset
 from conduit.auth import tasks as auth_tasks
 from conduit.jobs import Task
+from conduit.jobs import qstash as qstash_jobs
 from conduit.notifications import tasks as notifications_tasks
 
 TASKS: Mapping[str, Task[Any]] = {
@@ -21,10 +22,12 @@ TASKS: Mapping[str, Task[Any]] = {
         password_reset.send_token,
         auth_tasks.purge,
         api_keys_tasks.purge,
+        qstash_jobs.purge,
     )
 }
 
 SCHEDULES: Mapping[str, str] = {
     auth_tasks.purge.name: "17 * * * *",
     api_keys_tasks.purge.name: "47 * * * *",
+    qstash_jobs.purge.name: "27 4 * * *",
 }

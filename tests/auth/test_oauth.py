@@ -14,7 +14,7 @@ from tests.factories import PASSWORD, auth, bearer, oauth_tokens, register
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("login", ["jake", "jake@example.com", "JAKE@example.com"])
+@pytest.mark.parametrize("login", ["jake", "JaKe", "jake@example.com", "JAKE@example.com"])
 async def test_password_grant_with_username_or_email(client: AsyncClient, login: str) -> None:
     await register(client, "jake")
 

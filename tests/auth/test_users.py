@@ -132,6 +132,22 @@ async def test_register_duplicate_username_then_email(client: AsyncClient) -> No
     assert same_email.json() == {"errors": {"email": ["has already been taken"]}}
 
 
+@pytest.mark.parametrize("username", ["JAKE", "Jake", "jaKe"])
+async def test_a_username_differing_only_by_case_is_taken(
+    client: AsyncClient, username: str
+) -> None:
+    await register(client, "jake")
+
+    response = await client.post(
+        "/api/users",
+        json={"user": {"username": username, "email": "other@example.com", "password": PASSWORD}},
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {"errors": {"username": ["has already been taken"]}}
+    assert (await client.get(f"/api/profiles/{username}")).status_code == 404
+
+
 async def test_update_user(client: AsyncClient) -> None:
     token = await register(client, "jake")
 
@@ -219,11 +235,18 @@ async def test_update_to_a_taken_username_conflicts(client: AsyncClient) -> None
     response = await client.put(
         "/api/user", headers=auth(token), json={"user": {"username": "celeb"}}
     )
-    own = await client.put("/api/user", headers=auth(token), json={"user": {"username": "jake"}})
+    case_variant = await client.put(
+        "/api/user", headers=auth(token), json={"user": {"username": "CeLeB"}}
+    )
+    own = await client.put("/api/user", headers=auth(token), json={"user": {"username": "JAKE"}})
 
     assert response.status_code == 409
     assert response.json() == {"errors": {"username": ["has already been taken"]}}
+    assert case_variant.status_code == 409
+    assert case_variant.json() == {"errors": {"username": ["has already been taken"]}}
+    # One's own name in another case is still one's own.
     assert own.status_code == 200
+    assert own.json()["user"]["username"] == "JAKE"
 
 
 async def test_password_change_takes_effect(client: AsyncClient) -> None:

@@ -273,7 +273,11 @@ def test_qstash_delivers_committed_jobs_and_schedules_to_a_real_server(
         ):
             _register(client, server, "serverless")
             [message] = mailbox.wait_for(1, timeout=15)
-            assert set(qstash.schedules) == {"conduit-auth.purge", "conduit-api_keys.purge"}
+            assert set(qstash.schedules) == {
+                "conduit-auth.purge",
+                "conduit-api_keys.purge",
+                "conduit-jobs.qstash_purge",
+            }
             qstash.fire("conduit-auth.purge")
             asyncio.run(qstash.wait_delivered(2))
 

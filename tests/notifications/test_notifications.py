@@ -1,12 +1,17 @@
 """Notifications: written by the jobs of the events, read and marked read through the API."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import func, select
 
 from conduit.config import Settings
+from conduit.jobs import Jobs
+from conduit.jobs.outbox import JobRecord
+from conduit.notifications import tasks as notifications_tasks
 from tests.background import run_jobs
 from tests.factories import auth, create_article, follow, register
 
@@ -150,6 +155,9 @@ async def test_marking_read_by_id_and_all_counts_only_your_own(
         {"ids": ["0"]},
         {"ids": [1]},
         {"ids": ["1"] * 101},
+        # One past the largest id the 32-bit column holds.
+        {"ids": ["2147483648"]},
+        {"ids": ["999999999999999999"]},
     ],
 )
 async def test_mark_read_refuses_what_is_not_ids_or_all(client: AsyncClient, body: object) -> None:
@@ -157,6 +165,14 @@ async def test_mark_read_refuses_what_is_not_ids_or_all(client: AsyncClient, bod
     response = await client.post("/api/notifications/read", headers=auth(token), json=body)
     assert response.status_code == 422
     assert "errors" in response.json()
+
+
+async def test_the_largest_id_the_column_holds_is_accepted(client: AsyncClient) -> None:
+    token = await register(client, "careful")
+    response = await client.post(
+        "/api/notifications/read", headers=auth(token), json={"ids": ["2147483647"]}
+    )
+    assert response.status_code == 204
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}])
@@ -170,3 +186,72 @@ async def test_notifications_are_yours_only(client: AsyncClient) -> None:
     assert (await client.get("/api/notifications")).status_code == 401
     response = await client.post("/api/notifications/read", json={"all": True})
     assert response.status_code == 401
+
+
+async def _unfollow(client: AsyncClient, token: str, username: str) -> None:
+    response = await client.delete(f"/api/profiles/{username}/follow", headers=auth(token))
+    assert response.status_code == 200, response.text
+
+
+async def test_following_again_and_again_notifies_once_a_day(
+    app: FastAPI, committing_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = committing_client
+    star = await register(client, "sought")
+    pest = await register(client, "pest")
+    for _ in range(20):
+        await follow(client, pest, "sought")
+        await _unfollow(client, pest, "sought")
+    await run_jobs(app)
+    # Each of the 20 jobs succeeded: the 19 that found the day's notification did nothing.
+    jobs: Jobs = app.state.jobs
+    async with jobs.context.database.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(JobRecord)) == 0
+
+    page = await _notifications(client, star)
+    assert [n["kind"] for n in page["notifications"]] == ["user.followed"]
+    assert page["unreadCount"] == 1
+
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    monkeypatch.setattr(notifications_tasks, "utcnow", lambda: tomorrow)
+    await follow(client, pest, "sought")
+    await _unfollow(client, pest, "sought")
+    await follow(client, pest, "sought")
+    await run_jobs(app)
+
+    page = await _notifications(client, star)
+    assert [n["createdAt"][:10] for n in page["notifications"]] == [
+        tomorrow.strftime("%Y-%m-%d"),
+        datetime.now(UTC).strftime("%Y-%m-%d"),
+    ]
+
+
+async def test_a_recipient_keeps_the_newest_unread_up_to_the_cap(
+    app: FastAPI, committing_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifications_tasks, "MAX_UNREAD", 3)
+    client = committing_client
+    star = await register(client, "crowded")
+    fans = [await register(client, f"crowd{n}") for n in range(5)]
+    for token in fans[:3]:
+        await follow(client, token, "crowded")
+        await run_jobs(app)
+    oldest = (await _notifications(client, star))["notifications"][-1]
+    response = await client.post(
+        "/api/notifications/read", headers=auth(star), json={"ids": [oldest["id"]]}
+    )
+    assert response.status_code == 204
+
+    for token in fans[3:]:
+        await follow(client, token, "crowded")
+        await run_jobs(app)
+
+    page = await _notifications(client, star)
+    # crowd1, the oldest unread, is dropped; crowd0, read, is not unread and stays.
+    assert [(n["actor"]["username"], n["read"]) for n in page["notifications"]] == [
+        ("crowd4", False),
+        ("crowd3", False),
+        ("crowd2", False),
+        ("crowd0", True),
+    ]
+    assert page["unreadCount"] == 3

@@ -1,4 +1,4 @@
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,10 +16,11 @@ from conduit.ratelimit.limiter import SignInAttempts
 async def _ensure_unique(
     session: AsyncSession, *, username: str | None, email: str | None, exclude_id: int | None
 ) -> None:
-    """Raise `Conflict` naming the field already taken, username first, as the suite expects."""
+    """Raise `Conflict` naming the field already taken, username first, as the suite expects.
+    A username is taken by any that differs from it only by case."""
     conditions = []
     if username is not None:
-        conditions.append(User.username == username)
+        conditions.append(func.lower(User.username) == username.lower())
     if email is not None:
         conditions.append(User.email == email)
     if not conditions:
@@ -28,7 +29,7 @@ async def _ensure_unique(
     if exclude_id is not None:
         query = query.where(User.id != exclude_id)
     for taken_username, taken_email in await session.execute(query):
-        if taken_username == username:
+        if username is not None and taken_username.lower() == username.lower():
             raise Conflict("username")
         if taken_email == email:
             raise Conflict("email")
@@ -73,8 +74,11 @@ async def authenticate(
     or not the login exists, and a login with too many refuses every password for a while.
     """
     await attempts.reserve(login)
+    # Usernames are unique ignoring case and hold no `@`: at most one user matches.
     user = await session.scalar(
-        select(User).where(or_(User.email == login.lower(), User.username == login))
+        select(User).where(
+            or_(User.email == login.lower(), func.lower(User.username) == login.lower())
+        )
     )
     password_matches = await hasher.verify(user.password_hash if user else None, password)
     if user is None or not password_matches:

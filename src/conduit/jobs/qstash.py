@@ -7,6 +7,13 @@ id; QStash delivers it, signed, to `POST /jobs/qstash`, and retries it while the
 a success. A row whose publication failed (QStash unreachable, the process killed right after
 commit) stays queued, and the relay of any API process publishes it again a little later:
 QStash's deduplication and the tasks' own idempotence make a second publication harmless.
+
+A delivery whose job ran to success is recorded (`QStashDelivery`) under its
+`Upstash-Message-Id` and under its signature's `jti`: the same delivery replayed, with its
+headers rewritten or not, is answered 204 and not run again. While a delivery runs a job, it
+holds a claim on the job (a row of the same table) and a duplicate is answered 409. The attempt
+a delivery is comes from the job's row, which each delivery counts, not from the unsigned
+`Upstash-Retried`.
 """
 
 import asyncio
@@ -18,6 +25,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import httpx
+import jwt
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 from qstash import AsyncQStash, Receiver
@@ -26,10 +34,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from conduit.config import Settings
-from conduit.database import Database, transaction, utcnow
-from conduit.errors import Unauthorized, Unprocessable
-from conduit.jobs.core import Job, JobContext, Task, run
-from conduit.jobs.outbox import JobRecord, Status
+from conduit.database import Database, insert, transaction, utcnow
+from conduit.errors import Conflict, Unauthorized, Unprocessable
+from conduit.jobs.core import Arguments, Job, JobContext, Task, run, task
+from conduit.jobs.outbox import LEASE_MARGIN_SECONDS, JobRecord, QStashDelivery, Status
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,12 @@ logger = logging.getLogger(__name__)
 RELAY_AFTER_SECONDS = 30
 RELAY_EVERY_SECONDS = 60.0
 RELAY_BATCH = 100
+# How long a delivery is remembered: far longer than its signature is valid (minutes), and than
+# QStash retries a message.
+DELIVERIES_KEPT = timedelta(days=7)
+# The longest message id or `jti` remembered (`QStashDelivery.message_id` holds 128 characters
+# with a prefix); QStash's are about 50.
+_MAX_ID_LENGTH = 100
 # Scheduled deliveries carry a fixed id per task.
 _SCHEDULE_NAMESPACE = uuid.UUID("6f2d3c9e-5d1f-4e8b-9a57-3c1a2b4d5e6f")
 
@@ -148,11 +162,12 @@ router = APIRouter()
 @router.post("/jobs/qstash", include_in_schema=False, status_code=status.HTTP_204_NO_CONTENT)
 async def deliver(
     request: Request,
+    upstash_message_id: Annotated[str, Header(min_length=1, max_length=_MAX_ID_LENGTH)],
     upstash_signature: Annotated[str, Header()] = "",
-    upstash_retried: Annotated[int, Header(ge=0)] = 0,
 ) -> Response:
     """Run a job QStash delivers. Only QStash's signature (current or next key) over this very
-    body and URL is accepted. A failure answers 503, and QStash retries."""
+    body and URL is accepted, and a delivery already run (by message id or by signature) is
+    answered 204 without running again. A failure answers 503, and QStash retries."""
     jobs = request.app.state.jobs
     context: JobContext = jobs.context
     tasks: Mapping[str, Task[Any]] = jobs.tasks
@@ -169,26 +184,106 @@ async def deliver(
         job = Job.decode(body)
     except ValueError as error:
         raise Unprocessable("job", "is not a job") from error
-    attempt = upstash_retried + 1
+    # Verified just above, by the SDK, against the current or the next key.
+    jti = jwt.decode(upstash_signature, options={"verify_signature": False}).get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_ID_LENGTH:
+        raise Unauthorized("signature", "is not QStash's")
+    keys = [f"message:{upstash_message_id}", f"jti:{jti}"]
+    attempt = await _start(context, job, keys)
+    if attempt is None:
+        logger.info(
+            "qstash_replay: %s %s already ran",
+            upstash_message_id,
+            job.id,
+            extra={"message_id": upstash_message_id, "job_id": str(job.id)},
+        )
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     try:
         await run(context, tasks, job, attempt=attempt)
     except Exception:  # noqa: BLE001 (logged by `run`; QStash retries on this answer)
-        if attempt >= context.settings.jobs.max_attempts:
-            await _record(context.database, job, Status.FAILED)
+        await _failed(context.database, job, last=attempt >= context.settings.jobs.max_attempts)
         return JSONResponse(
             {"errors": {"job": ["failed; QStash will retry it"]}},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-    await _record(context.database, job, None)
+    await _ran(context.database, job, keys)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _record(database: Database, job: Job, outcome: Status | None) -> None:
-    """Delete the job's row once it ran, or hold it as failed."""
-    async with transaction(database.sessions) as session:
-        if outcome is None:
-            await session.execute(delete(JobRecord).where(JobRecord.id == job.id))
-        else:
-            await session.execute(
-                update(JobRecord).where(JobRecord.id == job.id).values(status=outcome)
+def _running(job: Job) -> str:
+    """The key a delivery holds while it runs the job, so that a duplicate does not run it too."""
+    return f"running:{job.id}"
+
+
+async def _start(context: JobContext, job: Job, keys: list[str]) -> int | None:
+    """Claim the job and count this delivery on its row: which attempt it is (1 for a scheduled
+    job, which has none). None if a delivery under one of `keys` already ran; `Conflict` while
+    another delivery runs it, unless that one's lease (the job's timeout and a margin) is over,
+    as when its process died."""
+    now = utcnow()
+    lease = timedelta(seconds=context.settings.jobs.timeout_seconds + LEASE_MARGIN_SECONDS)
+    async with transaction(context.database.sessions) as session:
+        # First, so that on PostgreSQL a concurrent duplicate waits here until this one's claim
+        # commits, and then reads what the first delivery recorded.
+        claimed = await session.scalar(
+            insert(session, QStashDelivery)
+            .values(message_id=_running(job), delivered_at=now)
+            .on_conflict_do_update(
+                index_elements=[QStashDelivery.message_id],
+                set_={"delivered_at": now},
+                where=QStashDelivery.delivered_at < now - lease,
             )
+            .returning(QStashDelivery.message_id)
+        )
+        if claimed is None:
+            raise Conflict("job", "is running; QStash will retry it")
+        ran = await session.scalar(
+            select(QStashDelivery.message_id).where(QStashDelivery.message_id.in_(keys)).limit(1)
+        )
+        if ran is not None:
+            await session.execute(
+                delete(QStashDelivery).where(QStashDelivery.message_id == _running(job))
+            )
+            return None
+        attempts = await session.scalar(
+            update(JobRecord)
+            .where(JobRecord.id == job.id)
+            .values(attempts=JobRecord.attempts + 1)
+            .returning(JobRecord.attempts)
+        )
+    return 1 if attempts is None else attempts
+
+
+async def _ran(database: Database, job: Job, keys: list[str]) -> None:
+    """Delete the job's row and its claim, and remember the delivery."""
+    async with transaction(database.sessions) as session:
+        await session.execute(delete(JobRecord).where(JobRecord.id == job.id))
+        await session.execute(
+            delete(QStashDelivery).where(QStashDelivery.message_id == _running(job))
+        )
+        await session.execute(
+            insert(session, QStashDelivery)
+            .values([{"message_id": key, "delivered_at": utcnow()} for key in keys])
+            .on_conflict_do_nothing()
+        )
+
+
+async def _failed(database: Database, job: Job, *, last: bool) -> None:
+    """Release the job's claim for QStash's retry, and after the last attempt hold its row."""
+    async with transaction(database.sessions) as session:
+        await session.execute(
+            delete(QStashDelivery).where(QStashDelivery.message_id == _running(job))
+        )
+        if last:
+            await session.execute(
+                update(JobRecord).where(JobRecord.id == job.id).values(status=Status.FAILED)
+            )
+
+
+@task("jobs.qstash_purge", Arguments)
+async def purge(context: JobContext, _: Job, __: Arguments) -> None:
+    """Forget the deliveries older than `DELIVERIES_KEPT`: their signatures expired long ago."""
+    async with context.unit_of_work() as session:
+        await session.execute(
+            delete(QStashDelivery).where(QStashDelivery.delivered_at < utcnow() - DELIVERIES_KEPT)
+        )

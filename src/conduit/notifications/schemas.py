@@ -4,7 +4,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from conduit.notifications.models import Kind
 from conduit.profiles.schemas import Profile
-from conduit.schemas import Input, NotNull, Schema, Timestamp, reject_blank
+from conduit.schemas import ID_DIGITS, Input, NotNull, Schema, Timestamp, reject_blank
 
 # What one request may mark as read by id.
 MAX_IDS = 100
@@ -45,7 +45,7 @@ class MarkRead(Input):
 
     ids: Annotated[
         Annotated[
-            list[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$")]],
+            list[Annotated[str, Field(pattern=ID_DIGITS)]],
             Field(min_length=1, max_length=MAX_IDS),
         ]
         | None,

@@ -1,9 +1,11 @@
 """The jobs that write notifications, one per event; each writes a recipient's notification
-once, whatever the number of runs (`Notification.job_id`)."""
+once, whatever the number of runs (`Notification.job_id`). A follow notifies once a day per
+follower however often it is undone and redone (`Notification.dedupe_key`), and a recipient
+keeps at most `MAX_UNREAD` unread notifications, the oldest dropped."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.articles import Article
@@ -12,6 +14,10 @@ from conduit.database import insert, utcnow
 from conduit.jobs import Arguments, Job, JobContext, enqueue, task
 from conduit.notifications.models import Kind, Notification
 from conduit.profiles.models import Follow
+
+# The unread notifications a user keeps: a flood (of followers, of comments) costs their storage
+# no more than this.
+MAX_UNREAD = 1_000
 
 
 class Event(Arguments):
@@ -36,12 +42,42 @@ class Followed(Event):
 async def _notify(
     session: AsyncSession, job: Job, event: Event, rows: list[dict[str, object]]
 ) -> None:
-    if rows:
-        await session.execute(
-            insert(session, Notification)
-            .values([row | {"job_id": job.id, "created_at": event.at} for row in rows])
-            .on_conflict_do_nothing(index_elements=["job_id", "recipient_id"])
+    """Insert the rows, each at most once (per job and recipient, and per dedupe key), then drop
+    the recipients' unread beyond `MAX_UNREAD`: two statements, whatever the number of rows."""
+    if not rows:
+        return
+    await session.execute(
+        insert(session, Notification)
+        .values(
+            [
+                {"dedupe_key": None} | row | {"job_id": job.id, "created_at": event.at}
+                for row in rows
+            ]
         )
+        # No conflict target: a row that conflicts on either unique constraint is skipped.
+        .on_conflict_do_nothing()
+    )
+    newest_first = (
+        select(
+            Notification.id,
+            func.row_number()
+            .over(
+                partition_by=Notification.recipient_id,
+                order_by=(Notification.created_at.desc(), Notification.id.desc()),
+            )
+            .label("rank"),
+        )
+        .where(
+            Notification.recipient_id.in_({row["recipient_id"] for row in rows}),
+            Notification.read_at.is_(None),
+        )
+        .subquery()
+    )
+    await session.execute(
+        delete(Notification).where(
+            Notification.id.in_(select(newest_first.c.id).where(newest_first.c.rank > MAX_UNREAD))
+        )
+    )
 
 
 async def published(session: AsyncSession, *, article_id: int, author_id: int) -> None:
@@ -138,6 +174,9 @@ async def user_followed(context: JobContext, job: Job, event: Followed) -> None:
                     "recipient_id": event.followee_id,
                     "kind": Kind.USER_FOLLOWED,
                     "actor_id": event.follower_id,
+                    "dedupe_key": (
+                        f"followed:{event.follower_id}:{event.followee_id}:{event.at.astimezone(UTC).date()}"
+                    ),
                 }
             ],
         )
