@@ -89,7 +89,8 @@ async def test_usernames_differing_only_by_case_are_renamed_but_the_oldest(
 ) -> None:
     await migrations.upgrade(empty_engine, "6b2e0c4f9a17")
     long_name = "l" * 50
-    names = ["alice", "bob", "ALICE", "Alice", long_name, long_name.upper()]
+    # `alice-4` (older) and `alice-5` (newer) stand where the renames would first go.
+    names = ["alice", "alice-4", "bob", "ALICE", "Alice", "alice-5", long_name, long_name.upper()]
     async with empty_engine.begin() as connection:
         await connection.execute(
             insert(User),
@@ -106,17 +107,20 @@ async def test_usernames_differing_only_by_case_are_renamed_but_the_oldest(
         rows = await connection.execute(select(User.id, User.username).order_by(User.id))
         assert [tuple(row) for row in rows] == [
             (1, "alice"),
-            (2, "bob"),
-            (3, "ALICE-3"),
-            (4, "Alice-4"),
-            (5, long_name),
-            (6, "L" * 48 + "-6"),
+            (2, "alice-4"),
+            (3, "bob"),
+            (4, "ALICE-4-2"),
+            (5, "Alice-5-2"),
+            (6, "alice-5"),
+            (7, long_name),
+            (8, "L" * 48 + "-8"),
         ]
     stderr = capsys.readouterr().err
     assert (
-        "users: 'ALICE' (id 3) differs from an older username only by case; renamed 'ALICE-3'"
+        "users: 'ALICE' (id 4) differs from an older username only by case; renamed 'ALICE-4-2'"
         in stderr
     )
-    assert "renamed 'Alice-4'" in stderr
-    assert f"renamed '{'L' * 48}-6'" in stderr
+    assert "renamed 'Alice-5-2'" in stderr
+    assert f"renamed '{'L' * 48}-8'" in stderr
     assert "'bob'" not in stderr
+    assert "'alice-5' (id 6)" not in stderr

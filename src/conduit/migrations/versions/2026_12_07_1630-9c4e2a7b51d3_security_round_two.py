@@ -28,15 +28,21 @@ _USERNAME_LENGTH = 50
 def _rename_case_clashes() -> None:
     users = sa.table("users", sa.column("id", sa.Integer), sa.column("username", sa.String))
     connection = op.get_bind()
-    rows = connection.execute(sa.select(users.c.id, users.c.username).order_by(users.c.id))
-    taken: set[str] = set()
+    rows = list(connection.execute(sa.select(users.c.id, users.c.username).order_by(users.c.id)))
+    # Every name as it stands is taken, so that a rename cannot land on a later user's name.
+    kept: dict[str, int] = {}
+    for user_id, username in rows:
+        kept.setdefault(username.lower(), user_id)
+    taken = set(kept)
     renames: list[tuple[int, str, str]] = []
     for user_id, username in rows:
-        if username.lower() not in taken:
-            taken.add(username.lower())
+        if kept[username.lower()] == user_id:
             continue
-        suffix = f"-{user_id}"
-        renamed = username[: _USERNAME_LENGTH - len(suffix)] + suffix
+        renamed, attempt = username, 1
+        while renamed.lower() in taken:
+            suffix = f"-{user_id}" if attempt == 1 else f"-{user_id}-{attempt}"
+            renamed = username[: _USERNAME_LENGTH - len(suffix)] + suffix
+            attempt += 1
         taken.add(renamed.lower())
         renames.append((user_id, username, renamed))
     for user_id, username, renamed in renames:
