@@ -263,6 +263,7 @@ _DEFAULT_RATES = {
     "writes": Rate(quota=60, window_seconds=60),
     "sign_in": Rate(quota=20, window_seconds=60),
     "failed_sign_ins": Rate(quota=10, window_seconds=15 * 60),
+    "cache_fills": Rate(quota=30, window_seconds=300),
 }
 
 
@@ -285,6 +286,9 @@ class RateLimitSettings(BaseSettings):
     sign_in: Rate = _DEFAULT_RATES["sign_in"]
     # Failed sign-ins per account; once spent, sign-in is refused whatever the password.
     failed_sign_ins: Rate = _DEFAULT_RATES["failed_sign_ins"]
+    # Read-cache entries a caller's misses may store, per caller as above (docs/caching.md);
+    # once spent, its misses are answered and not stored.
+    cache_fills: Rate = _DEFAULT_RATES["cache_fills"]
 
     @model_validator(mode="before")
     @classmethod
@@ -308,6 +312,8 @@ class CacheSettings(BaseSettings):
     ttl_seconds: int = Field(default=300, ge=1, le=86_400)
     # The documents a process with no shared store (the embedded default) keeps, in bytes.
     memory_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024**3)
+    # A bigger document is served, not stored (docs/caching.md, "Bounds").
+    max_entry_bytes: int = Field(default=128 * 1024, ge=1024, le=16 * 1024**2)
 
 
 class JobsBackend(StrEnum):

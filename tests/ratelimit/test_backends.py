@@ -25,6 +25,7 @@ def _limiter(store: kv.Store, prefix: str, *policies: Policy) -> RateLimiter:
             writes=named.get("writes", first),
             sign_in=named.get("sign-in", first),
             failed_sign_ins=named.get("failed-sign-ins", first),
+            cache_fills=named.get("cache-fills", first),
         ),
         store,
         prefix=prefix,

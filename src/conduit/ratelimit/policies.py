@@ -56,6 +56,7 @@ class Policies:
     writes: Policy
     sign_in: Policy
     failed_sign_ins: Policy
+    cache_fills: Policy
 
     @classmethod
     def from_settings(cls, settings: RateLimitSettings) -> "Policies":
@@ -74,4 +75,5 @@ class Policies:
             writes=policy("writes", settings.writes),
             sign_in=policy("sign-in", settings.sign_in, falls_back=True),
             failed_sign_ins=policy("failed-sign-ins", settings.failed_sign_ins, falls_back=True),
+            cache_fills=policy("cache-fills", settings.cache_fills),
         )
