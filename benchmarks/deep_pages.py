@@ -57,6 +57,16 @@ async def main() -> None:
             "SELECT username FROM users JOIN articles ON articles.author_id = users.id"
             " GROUP BY username ORDER BY count(*) DESC LIMIT 1"
         )
+        tag = await connection.fetchval(
+            "SELECT name FROM tags JOIN article_tags ON article_tags.tag_id = tags.id"
+            " GROUP BY name ORDER BY count(*) DESC LIMIT 1"
+        )
+        by_tag = articles_reads._page_read(
+            signed_in=False, feed=False, tag=True, author=False, favorited_by=False
+        )
+        feed = articles_reads._page_read(
+            signed_in=True, feed=True, tag=False, author=False, favorited_by=False
+        )
         anonymous = articles_reads._page_read(
             signed_in=False, feed=False, tag=False, author=False, favorited_by=False
         )
@@ -77,6 +87,22 @@ async def main() -> None:
                 f"author={author}, offset 10000",
                 by_author,
                 {"author": author, "limit": 20, "offset": 10000},
+            ),
+            (f"tag={tag}, limit 100 offset 0", by_tag, {"tag": tag, "limit": 100, "offset": 0}),
+            (
+                f"tag={tag}, limit 100 offset 10000",
+                by_tag,
+                {"tag": tag, "limit": 100, "offset": 10000},
+            ),
+            (
+                "feed of user 1, limit 100 offset 0",
+                feed,
+                {"viewer_id": 1, "limit": 100, "offset": 0},
+            ),
+            (
+                "feed of user 1, limit 100 offset 9900",
+                feed,
+                {"viewer_id": 1, "limit": 100, "offset": 9900},
             ),
         ]
         for label, read, params in cases:
