@@ -136,11 +136,8 @@ async def test_a_document_bigger_than_the_largest_entry_is_served_not_stored(
     assert stored.endswith(f":article:{small}".encode())
 
 
-async def test_a_full_redis_does_not_switch_rate_limiting_off(
-    store: kv.Store, own_redis: OwnRedis
-) -> None:
-    """A Redis at its `maxmemory` with `noeviction` refuses the limiter's scripts (they
-    write): every policy is then counted in the process, not let through."""
+async def _fill(own_redis: OwnRedis) -> None:
+    """The Redis past its `maxmemory`, evicting nothing: it refuses every write."""
     client = redis.asyncio.Redis.from_url(own_redis.url)
     try:
         await client.set("filler", b"x" * 2_000_000)
@@ -148,6 +145,14 @@ async def test_a_full_redis_does_not_switch_rate_limiting_off(
         await client.config_set("maxmemory", "1mb")
     finally:
         await client.aclose()
+
+
+async def test_a_full_redis_does_not_switch_rate_limiting_off(
+    store: kv.Store, own_redis: OwnRedis
+) -> None:
+    """A Redis at its `maxmemory` with `noeviction` refuses the limiter's scripts (they
+    write): every policy is then counted in the process, not let through."""
+    await _fill(own_redis)
     rates = RateLimitSettings(anonymous=Rate(quota=2, window_seconds=60))
     limiter = RateLimiter(Policies.from_settings(rates), store, prefix="full")
     anonymous = limiter.policies.anonymous
@@ -160,3 +165,17 @@ async def test_a_full_redis_does_not_switch_rate_limiting_off(
         True,
         False,
     ]
+
+
+async def test_a_full_redis_is_read_around_not_written(
+    app: FastAPI, client: AsyncClient, store: kv.Store, own_redis: OwnRedis
+) -> None:
+    author = await register(client, "author")
+    slug = (await create_article(client, author))["slug"]
+    _on(app, store)
+    await _fill(own_redis)
+
+    reads = [await client.get(f"/api/articles/{slug}") for _ in range(3)]
+
+    assert [read.status_code for read in reads] == [200, 200, 200]
+    assert own_redis.stored_keys() == [b"filler"]
