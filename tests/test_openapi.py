@@ -277,3 +277,20 @@ def test_the_id_pattern_admits_exactly_one_to_the_largest(largest: int) -> None:
 
     assert admitted == list(range(1, largest + 1))
     assert not pattern.fullmatch(f"0{largest}")
+
+
+async def test_the_deepest_page_is_documented_and_enforced(
+    client: AsyncClient, document: dict[str, Any]
+) -> None:
+    for path in ("/api/articles", "/api/articles/feed"):
+        [offset] = [
+            p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "offset"
+        ]
+        assert offset["schema"]["maximum"] == 10_000
+
+    deepest = await client.get("/api/articles", params={"offset": 10_000})
+    too_deep = await client.get("/api/articles", params={"offset": 10_001})
+
+    assert deepest.status_code == 200
+    assert too_deep.status_code == 422
+    assert too_deep.json() == {"errors": {"offset": ["must be less than or equal to 10000"]}}

@@ -1,6 +1,8 @@
 """The number of SQL statements per endpoint is fixed: it does not grow with the page size or
 with how many tags, favorites and follows the articles have (no N+1)."""
 
+import re
+
 import pytest
 from httpx import AsyncClient
 
@@ -76,3 +78,48 @@ async def test_statement_count_is_fixed(
     second = await _count(statements, client, url, token)
 
     assert (first, second) == (cold, warm), statements.statements
+
+
+def _paging_subquery(statement: str) -> str | None:
+    """The innermost parenthesised subquery of `statement` that pages its rows newest first."""
+    found = []
+    for at in (match.start() for match in re.finditer("OFFSET", statement)):
+        depth, start = 0, at
+        while depth >= 0:
+            start -= 1
+            depth += {")": 1, "(": -1}.get(statement[start], 0)
+        depth, end = 0, at
+        while depth >= 0:
+            end += 1
+            depth += {"(": 1, ")": -1}.get(statement[end], 0)
+        if re.search(r"(articles|notifications)\.created_at DESC", statement[start:end]):
+            found.append(statement[start : end + 1])
+    return min(found, key=len, default=None)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/articles?limit=2&offset={offset}",
+        "/api/articles?limit=2&offset={offset}&tag=x",
+        "/api/articles/feed?limit=2&offset={offset}",
+        "/api/notifications?limit=2&offset={offset}",
+    ],
+)
+async def test_a_deep_page_builds_json_for_its_own_rows_only(
+    client: AsyncClient, statements: StatementRecorder, path: str
+) -> None:
+    """The page's ids come first, from the index alone; the JSON is built for those rows only,
+    not for every row OFFSET skips."""
+    reader, _ = await _populate(client, 5)
+    pages = []
+    for offset in (0, 3):
+        statements.clear()
+        response = await client.get(path.format(offset=offset), headers=auth(reader))
+        assert response.status_code == 200, response.text
+        [page] = [statement for statement in statements.statements if _paging_subquery(statement)]
+        pages.append(page)
+
+    first, deep = pages
+    assert first == deep
+    assert "json" not in str(_paging_subquery(deep)).lower(), deep

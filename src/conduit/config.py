@@ -276,6 +276,7 @@ _DEFAULT_RATES = {
     "failed_sign_ins": Rate(quota=10, window_seconds=15 * 60),
     "failed_sign_ins_per_account": Rate(quota=100, window_seconds=15 * 60),
     "password_resets": Rate(quota=3, window_seconds=60 * 60),
+    "cache_fills": Rate(quota=30, window_seconds=300),
 }
 
 
@@ -306,6 +307,9 @@ class RateLimitSettings(BaseSettings):
     # Password-reset emails per address they go to, whoever asks; past it the request is still
     # answered 202 and no email is sent.
     password_resets: Rate = _DEFAULT_RATES["password_resets"]
+    # Read-cache entries a caller's misses may store, per caller as above (docs/caching.md);
+    # once spent, its misses are answered and not stored.
+    cache_fills: Rate = _DEFAULT_RATES["cache_fills"]
 
     @model_validator(mode="before")
     @classmethod
@@ -329,6 +333,8 @@ class CacheSettings(BaseSettings):
     ttl_seconds: int = Field(default=300, ge=1, le=86_400)
     # The documents a process with no shared store (the embedded default) keeps, in bytes.
     memory_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024**3)
+    # A bigger document is served, not stored (docs/caching.md, "Bounds").
+    max_entry_bytes: int = Field(default=128 * 1024, ge=1024, le=16 * 1024**2)
 
 
 class JobsBackend(StrEnum):

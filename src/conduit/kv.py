@@ -30,6 +30,11 @@ class Unavailable(Exception):
     """The store did not answer in time, or answered with an error."""
 
 
+class Full(Unavailable):
+    """The store refused a write for lack of memory (a Redis at its `maxmemory` that evicts
+    nothing): up, but full."""
+
+
 class ScriptMissing(Exception):
     """Redis does not know a script sent by its hash (EVALSHA): it restarted since it learnt it."""
 
@@ -46,12 +51,15 @@ class Outage:
     store: str
     retry_at: float = 0.0
     down: bool = False
+    # The last failure was the store refusing a write for lack of memory (`Full`).
+    full: bool = False
 
     def available(self) -> bool:
         return not self.down or time.monotonic() >= self.retry_at
 
     def failed(self, error: Unavailable) -> None:
         self.retry_at = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+        self.full = isinstance(error, Full)
         if not self.down:
             self.down = True
             cause = error.__cause__ or error
@@ -61,6 +69,7 @@ class Outage:
             )
 
     def recovered(self) -> None:
+        self.full = False
         if self.down:
             self.down = False
             logger.info("shared_store_recovered", extra={"store": self.store})
@@ -76,7 +85,7 @@ class Redis:
 
     async def run(self, commands: Sequence[Command]) -> list[object]:
         """The commands in one round trip (a pipeline), bounded by the timeout as a whole."""
-        from redis.exceptions import NoScriptError
+        from redis.exceptions import NoScriptError, OutOfMemoryError
 
         pipeline = self.client.pipeline(transaction=False)
         for command in commands:
@@ -86,6 +95,8 @@ class Redis:
                 return await pipeline.execute()
         except NoScriptError as error:
             raise ScriptMissing from error
+        except OutOfMemoryError as error:
+            raise Full(str(commands[0][0])) from error
         except self.errors as error:
             raise Unavailable(str(commands[0][0])) from error
 

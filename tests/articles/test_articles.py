@@ -122,6 +122,7 @@ async def test_pagination_counts_all_matches(client: AsyncClient) -> None:
         ({"limit": 101}, {"limit": ["must be less than or equal to 100"]}),
         ({"limit": 0}, {"limit": ["must be greater than or equal to 1"]}),
         ({"offset": -1}, {"offset": ["must be greater than or equal to 0"]}),
+        ({"offset": 10_001}, {"offset": ["must be less than or equal to 10000"]}),
         ({"limit": "ten"}, {"limit": ["must be an integer"]}),
         ({"tag": "t" * 256}, {"tag": ["is too long (maximum is 255 characters)"]}),
     ],

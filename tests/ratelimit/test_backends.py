@@ -27,6 +27,7 @@ def _limiter(store: kv.Store, prefix: str, *policies: Policy) -> RateLimiter:
             failed_sign_ins=named.get("failed-sign-ins", first),
             failed_sign_ins_per_account=named.get("failed-sign-ins-per-account", first),
             password_resets=named.get("password-resets", first),
+            cache_fills=named.get("cache-fills", first),
         ),
         store,
         prefix=prefix,

@@ -21,7 +21,7 @@ from conduit.config import Settings
 from conduit.database import Reader, ReadSession, Session, database_of, transaction, utcnow
 from conduit.errors import UNCOUNTED, Forbidden, Unauthorized
 from conduit.logs import USER_ID
-from conduit.ratelimit.dependencies import limit_caller
+from conduit.ratelimit.dependencies import limit_caller, may_fill_cache
 
 _realworld_scheme = APIKeyHeader(
     name="Authorization",
@@ -165,6 +165,10 @@ class Caller:
         self.request.scope["state"].pop(UNCOUNTED, None)
         identity = self.principal.rate_limit_key if self.principal is not None else None
         return await limit_caller(self.request, identity, alongside)
+
+    async def may_fill(self) -> bool:
+        identity = self.principal.rate_limit_key if self.principal is not None else None
+        return await may_fill_cache(self.request, identity)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,18 @@ response is sent. A reader that missed, read the database before the write commi
 stores its entry after the write's new versions were set stores it under the old versions:
 it is never served. A plain delete of the entry would let that reader put the old state back.
 
+**Nothing for what does not exist.** A name that has no version yet (`article:<slug>`, say) gets
+one only when a document that depends on it is stored, in the same round trip (`SET NX`): a
+read of something that does not exist (a 404) writes nothing. A write that committed after the
+document was read and gave the name a version first leaves the entry recorded under a version
+that never became current; one that gives it a new version afterwards makes the entry
+unreachable, as above: either way it is never served.
+
+**Bounded.** A document is stored only if it is worth keeping (a page with no articles is not:
+`Entry.keep`), is at most `max_entry_bytes`, and the caller has cache fills left (a rate-limit
+policy, `cache_fills`): whatever a client asks for, what it adds to the store is at most its
+fills per window times the largest entry (docs/caching.md, "Bounds").
+
 **One rebuild per miss.** Concurrent misses of one entry under the same versions in a process
 wait for one rebuild; other processes rebuild at most once each.
 
@@ -45,13 +57,19 @@ BYPASSED = metrics.CACHE_LOOKUPS.labels("bypass")
 _LANDED_SECONDS = 1.0
 
 
+def _always(_: bytes) -> bool:
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A cacheable document: built by `read`, stored under `key`, depending on `names`."""
+    """A cacheable document: built by `read`, stored under `key`, depending on `names`, if
+    `keep` says it is worth storing."""
 
     read: Read[str]
     key: str
     names: tuple[str, ...]
+    keep: Callable[[bytes], bool] = _always
 
 
 # Builds an entry's document from the database, for the viewer with this id, or as everyone
@@ -76,12 +94,19 @@ def document_of(body: bytes) -> Document:
     return Document(body, f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"')
 
 
+# An entry's key and the versions of its names as its reader found them (None: none yet).
+_FlightKey = tuple[str, tuple[str | None, ...]]
+
+
 class Cache:
-    def __init__(self, entries: Entries, outage: kv.Outage, dialect: Dialect) -> None:
+    def __init__(
+        self, entries: Entries, outage: kv.Outage, dialect: Dialect, *, max_entry_bytes: int
+    ) -> None:
         self._entries = entries
         self._outage = outage
         self._dialect = dialect
-        self._flights: dict[tuple[str, tuple[str, ...]], Future[Document]] = {}
+        self._max_entry_bytes = max_entry_bytes
+        self._flights: dict[_FlightKey, Future[Document]] = {}
         # Set while entries from before a failure may be stale; cleared by a new epoch.
         self._distrust: asyncio.Task[None] | None = None
 
@@ -117,24 +142,22 @@ class Cache:
             if found.entry is not None and found.entry[0] == current:
                 HITS.inc()
                 return found.entry[1]
-            present = tuple(version for version in current if version is not None)
-            if len(present) < len(current):
-                present = await self._entries.create_versions(names)
         except kv.Unavailable as error:
             BYPASSED.inc()
             self._failed(error)
             return document_of((await build()).encode())
         MISSES.inc()
-        flight_key = (key, present)
+        flight_key = (key, current)
         flight = self._flights.get(flight_key)
         if flight is None:
-            flight = asyncio.ensure_future(self._rebuild(present, key, build))
+            store = partial(self._store, caller, entry, key, dict(zip(names, current, strict=True)))
+            flight = asyncio.ensure_future(self._rebuild(build, store))
             self._flights[flight_key] = flight
             flight.add_done_callback(partial(self._landed, flight_key))
         # A waiter that gives up (its client went away) leaves the rebuild to the others.
         return await asyncio.shield(flight)
 
-    def _landed(self, flight_key: tuple[str, tuple[str, ...]], flight: Future[Document]) -> None:
+    def _landed(self, flight_key: _FlightKey, flight: Future[Document]) -> None:
         """A rebuild stays joinable for a moment after it lands: a reader that looked before
         its entry was stored, under the same versions, takes its document rather than
         rebuilding (it is the document the entry holds). A failed one is forgotten at once;
@@ -146,14 +169,33 @@ class Cache:
             loop.call_later(_LANDED_SECONDS, self._flights.pop, flight_key, None)
 
     async def _rebuild(
-        self, known: tuple[str, ...], key: str, build: Callable[[], Awaitable[str]]
+        self,
+        build: Callable[[], Awaitable[str]],
+        store: Callable[[Document], Awaitable[None]],
     ) -> Document:
         document = document_of((await build()).encode())
         try:
-            await self._entries.put(key, known, document)
+            await store(document)
         except kv.Unavailable as error:
             self._failed(error)
         return document
+
+    async def _store(
+        self,
+        caller: Caller,
+        entry: Entry,
+        key: str,
+        found: dict[str, str | None],
+        document: Document,
+    ) -> None:
+        """Store the document built after the versions `found` were read, if it may be (the
+        module docstring)."""
+        if (
+            len(document.body) <= self._max_entry_bytes
+            and entry.keep(document.body)
+            and await caller.may_fill()
+        ):
+            await self._entries.put(key, found, document)
 
     async def invalidate(self, names: Collection[str]) -> None:
         """New versions for `names`, after the write that changed them has committed."""
@@ -225,7 +267,7 @@ def create(
         entries = MemoryEntries(max_bytes=settings.memory_bytes, ttl_seconds=settings.ttl_seconds)
     else:
         entries = SharedEntries(store, prefix=prefix, ttl_seconds=settings.ttl_seconds)
-    return Cache(entries, store.outage, dialect)
+    return Cache(entries, store.outage, dialect, max_entry_bytes=settings.max_entry_bytes)
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,7 @@ rate-limit decision when there is one.
 
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -55,15 +55,18 @@ class Caller(Protocol):
 
     async def count(self, alongside: Sequence[kv.Command] = ()) -> list[object] | None: ...
 
+    async def may_fill(self) -> bool:
+        """Whether the caller may store one more entry (its budget of cache fills)."""
+
 
 class Entries(Protocol):
     async def find(self, caller: Caller, names: Sequence[str], key: str) -> Found | None:
         """Count the caller and look the entry up; None when the store could not be asked."""
 
-    async def create_versions(self, names: Sequence[str]) -> tuple[str, ...]:
-        """The current versions, first creating those that do not exist yet."""
-
-    async def put(self, key: str, versions: Sequence[str], document: Document) -> None: ...
+    async def put(self, key: str, found: Mapping[str, str | None], document: Document) -> None:
+        """Store the document under the versions found before it was built. A name found with
+        none gets one now, unless another reader or a write gave it one first: the entry is
+        then recorded under a version that is not current, and never served."""
 
     async def bump(self, names: Sequence[str]) -> None:
         """Give every name a new version."""
@@ -96,15 +99,15 @@ class SharedEntries:
             None if entry is None else _parse(entry),
         )
 
-    async def create_versions(self, names: Sequence[str]) -> tuple[str, ...]:
-        keys = [self._versions + name for name in names]
-        creates = [("SET", key, _new_version(), "EX", VERSION_TTL_SECONDS, "NX") for key in keys]
-        replies = await self._store.run([*creates, ("MGET", *keys)])
-        return tuple(_text(version) for version in cast("list[bytes | str]", replies[-1]))
-
-    async def put(self, key: str, versions: Sequence[str], document: Document) -> None:
-        value = f"{','.join(versions)}\n{document.etag}\n".encode() + document.body
-        await self._store.run([("SET", self._entries + key, value, "EX", self._ttl)])
+    async def put(self, key: str, found: Mapping[str, str | None], document: Document) -> None:
+        versions = {name: version or _new_version() for name, version in found.items()}
+        creates = [
+            ("SET", self._versions + name, versions[name], "EX", VERSION_TTL_SECONDS, "NX")
+            for name, version in found.items()
+            if version is None
+        ]
+        value = f"{','.join(versions.values())}\n{document.etag}\n".encode() + document.body
+        await self._store.run([*creates, ("SET", self._entries + key, value, "EX", self._ttl)])
 
     async def bump(self, names: Sequence[str]) -> None:
         version = _new_version()
@@ -141,11 +144,12 @@ class MemoryEntries:
         await caller.count()
         return Found(tuple(self._versions.get(name) for name in names), self._entries.get(key))
 
-    async def create_versions(self, names: Sequence[str]) -> tuple[str, ...]:
-        return tuple(self._versions.setdefault(name, str(next(self._next))) for name in names)
-
-    async def put(self, key: str, versions: Sequence[str], document: Document) -> None:
-        entry = (tuple(versions), document)
+    async def put(self, key: str, found: Mapping[str, str | None], document: Document) -> None:
+        versions = {name: version or str(next(self._next)) for name, version in found.items()}
+        for name, version in found.items():
+            if version is None:
+                self._versions.setdefault(name, versions[name])
+        entry = (tuple(versions.values()), document)
         if _size(entry) <= self._entries.maxsize:
             self._entries[key] = entry
 

@@ -59,15 +59,22 @@ def _notification(j: JSONFunctions) -> ColumnElement[str]:
 
 def _page(j: JSONFunctions) -> Select[str]:
     mine = Notification.recipient_id == VIEWER_ID
-    rows = (
-        select(_notification(j).label("document"), Notification.created_at, Notification.id)
-        .join(User, User.id == Notification.actor_id)
-        .outerjoin(Article, Article.id == Notification.article_id)
-        .outerjoin(Comment, Comment.id == Notification.comment_id)
+    # A deferred join, as for articles (`conduit.articles.reads`): JSON for the page's rows only.
+    ids = (
+        select(Notification.id)
         .where(mine)
         .order_by(Notification.created_at.desc(), Notification.id.desc())
         .limit(_LIMIT)
         .offset(_OFFSET)
+        .subquery()
+    )
+    rows = (
+        select(_notification(j).label("document"), Notification.created_at, Notification.id)
+        .select_from(ids)
+        .join(Notification, Notification.id == ids.c.id)
+        .join(User, User.id == Notification.actor_id)
+        .outerjoin(Article, Article.id == Notification.article_id)
+        .outerjoin(Comment, Comment.id == Notification.comment_id)
         .subquery()
     )
     counts = select(

@@ -90,6 +90,18 @@ async def limit_caller(
     return await _count(request, limiter, policy, identifier, alongside)
 
 
+async def may_fill_cache(request: Request, identity: str | None) -> bool:
+    """Whether the caller's cache fills (`conduit.cache`) are not spent, counting this one:
+    by an authenticated `identity`, or by the client's address. Neither refused nor in the
+    rate-limit headers: a caller whose fills are spent is answered, its document not stored."""
+    limiter = _limiter(request)
+    if limiter is None:
+        return True
+    identifier = identity if identity is not None else client_partition(request)
+    decision, _ = await limiter.limit(limiter.policies.cache_fills, identifier)
+    return decision is None or decision.allowed
+
+
 async def limit_anonymous(request: Request) -> None:
     """For routes that do not authenticate: counted by the client's address."""
     await limit_caller(request, None)

@@ -17,8 +17,10 @@ class RateLimiter:
 
     While a shared store is down, a policy that does not fall back lets requests through (the
     API stays up), and one that does counts in this process instead: an outage must not open
-    sign-in to brute force. The store is tried again a moment after each failure, and counts
-    there again as soon as it answers.
+    sign-in to brute force. While it refuses writes for lack of memory, every policy counts in
+    this process: a client that could fill it (with cache entries, say) must not thereby switch
+    rate limiting off. The store is tried again a moment after each failure, and counts there
+    again as soon as it answers.
     """
 
     def __init__(self, policies: Policies, store: kv.Store, *, prefix: str) -> None:
@@ -39,6 +41,7 @@ class RateLimiter:
                     policies.failed_sign_ins,
                     policies.failed_sign_ins_per_account,
                     policies.password_resets,
+                    policies.cache_fills,
                 ),
                 prefix=f"{prefix}:ratelimit",
             )
@@ -69,13 +72,13 @@ class RateLimiter:
             else:
                 self._outage.recovered()
                 return
-        if self._shared is None or policy.falls_back:
+        if self._shared is None or policy.falls_back or self._outage.full:
             await self._local.reset(policy, identifier)
 
     async def _locally(self, policy: Policy, identifier: str) -> Decision | None:
-        """In this process: every policy without a shared store; during an outage, the
-        policies that fall back."""
-        if self._shared is not None and not policy.falls_back:
+        """In this process: every policy without a shared store or while it is full; during
+        an outage, the policies that fall back."""
+        if self._shared is not None and not policy.falls_back and not self._outage.full:
             return None
         return await self._local.limit(policy, identifier)
 

@@ -58,6 +58,7 @@ class Policies:
     failed_sign_ins: Policy
     failed_sign_ins_per_account: Policy
     password_resets: Policy
+    cache_fills: Policy
 
     @classmethod
     def from_settings(cls, settings: RateLimitSettings) -> "Policies":
@@ -80,4 +81,5 @@ class Policies:
                 "failed-sign-ins-per-account", settings.failed_sign_ins_per_account, falls_back=True
             ),
             password_resets=policy("password-resets", settings.password_resets, falls_back=True),
+            cache_fills=policy("cache-fills", settings.cache_fills),
         )
