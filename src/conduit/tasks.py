@@ -7,8 +7,7 @@ from typing import Any
 from conduit.api_keys import tasks as api_keys_tasks
 from conduit.auth import password_reset
 from conduit.auth import tasks as auth_tasks
-from conduit.jobs import Task
-from conduit.jobs import qstash as qstash_jobs
+from conduit.jobs import Task, outbox
 from conduit.notifications import tasks as notifications_tasks
 
 TASKS: Mapping[str, Task[Any]] = {
@@ -22,12 +21,12 @@ TASKS: Mapping[str, Task[Any]] = {
         password_reset.send_token,
         auth_tasks.purge,
         api_keys_tasks.purge,
-        qstash_jobs.purge,
+        outbox.purge_qstash_deliveries,
     )
 }
 
 SCHEDULES: Mapping[str, str] = {
     auth_tasks.purge.name: "17 * * * *",
     api_keys_tasks.purge.name: "47 * * * *",
-    qstash_jobs.purge.name: "27 4 * * *",
+    outbox.purge_qstash_deliveries.name: "27 4 * * *",
 }

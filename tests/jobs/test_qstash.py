@@ -20,7 +20,7 @@ from conduit.auth.models import User
 from conduit.auth.tasks import send_welcome
 from conduit.config import JobsBackend, QStashSettings, Settings
 from conduit.database import transaction, utcnow
-from conduit.jobs import Job, JobContext, Task
+from conduit.jobs import Job, JobContext, Task, outbox
 from conduit.jobs import qstash as qstash_jobs
 from conduit.jobs.core import run
 from conduit.jobs.outbox import LEASE_MARGIN_SECONDS, JobRecord, QStashDelivery, Status
@@ -299,7 +299,7 @@ async def test_a_delivery_is_remembered_for_a_week(
         )
 
     context: JobContext = qstash_app.state.jobs.context
-    purge = qstash_jobs.purge
+    purge = outbox.purge_qstash_deliveries
     await run(context, {purge.name: purge}, Job(uuid.uuid4(), purge.name, {}), attempt=1)
 
     async with async_sessionmaker(engine)() as session:

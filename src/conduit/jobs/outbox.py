@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.database import Base, UTCDateTime, after_commit, utcnow
-from conduit.jobs.core import Job, JobContext, Task, retry_delay, run
+from conduit.jobs.core import Arguments, Job, JobContext, Task, retry_delay, run, task
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,22 @@ class QStashDelivery(Base):
 
     message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     delivered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# How long a delivery is remembered: far longer than its signature is valid (minutes), and than
+# QStash retries a message.
+DELIVERIES_KEPT = timedelta(days=7)
+
+
+# Here rather than beside the deliveries' route: every process lists every task, and only those
+# that use QStash import its SDK.
+@task("jobs.qstash_purge", Arguments)
+async def purge_qstash_deliveries(context: JobContext, _: Job, __: Arguments) -> None:
+    """Forget the deliveries older than `DELIVERIES_KEPT`: their signatures expired long ago."""
+    async with context.unit_of_work() as session:
+        await session.execute(
+            delete(QStashDelivery).where(QStashDelivery.delivered_at < utcnow() - DELIVERIES_KEPT)
+        )
 
 
 _COMMITTED = "conduit.jobs.committed"

@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from conduit.config import Settings
 from conduit.database import Database, insert, transaction, utcnow
 from conduit.errors import Conflict, Unauthorized, Unprocessable
-from conduit.jobs.core import Arguments, Job, JobContext, Task, run, task
+from conduit.jobs.core import Job, JobContext, Task, run
 from conduit.jobs.outbox import LEASE_MARGIN_SECONDS, JobRecord, QStashDelivery, Status
 
 logger = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ logger = logging.getLogger(__name__)
 RELAY_AFTER_SECONDS = 30
 RELAY_EVERY_SECONDS = 60.0
 RELAY_BATCH = 100
-# How long a delivery is remembered: far longer than its signature is valid (minutes), and than
-# QStash retries a message.
-DELIVERIES_KEPT = timedelta(days=7)
 # The longest message id or `jti` remembered (`QStashDelivery.message_id` holds 128 characters
 # with a prefix); QStash's are about 50.
 _MAX_ID_LENGTH = 100
@@ -278,12 +275,3 @@ async def _failed(database: Database, job: Job, *, last: bool) -> None:
             await session.execute(
                 update(JobRecord).where(JobRecord.id == job.id).values(status=Status.FAILED)
             )
-
-
-@task("jobs.qstash_purge", Arguments)
-async def purge(context: JobContext, _: Job, __: Arguments) -> None:
-    """Forget the deliveries older than `DELIVERIES_KEPT`: their signatures expired long ago."""
-    async with context.unit_of_work() as session:
-        await session.execute(
-            delete(QStashDelivery).where(QStashDelivery.delivered_at < utcnow() - DELIVERIES_KEPT)
-        )
