@@ -434,7 +434,7 @@ async def test_qstash_publishing_and_deliveries(
         body = Job(uuid.uuid4(), send_welcome.name, {"user_id": user_id}).encode()
 
         async def deliver(signature: str | None, content: bytes = body) -> int:
-            headers = {"Content-Type": "application/json", "Upstash-Retried": "0"}
+            headers = {"Content-Type": "application/json", "Upstash-Message-Id": "msg_secrets"}
             if signature is not None:
                 headers["Upstash-Signature"] = signature
             response = await client.post("/jobs/qstash", content=content, headers=headers)

@@ -159,8 +159,8 @@ router = APIRouter()
 @router.post("/jobs/qstash", include_in_schema=False, status_code=status.HTTP_204_NO_CONTENT)
 async def deliver(
     request: Request,
-    upstash_message_id: Annotated[str, Header(min_length=1, max_length=_MAX_ID_LENGTH)],
     upstash_signature: Annotated[str, Header()] = "",
+    upstash_message_id: Annotated[str, Header()] = "",
 ) -> Response:
     """Run a job QStash delivers. Only QStash's signature (current or next key) over this very
     body and URL is accepted, and a delivery already run (by message id or by signature) is
@@ -177,6 +177,8 @@ async def deliver(
         )
     except (SignatureError, UnicodeDecodeError) as error:
         raise Unauthorized("signature", "is not QStash's") from error
+    if not 0 < len(upstash_message_id) <= _MAX_ID_LENGTH:
+        raise Unprocessable("message_id", "is missing or too long")
     try:
         job = Job.decode(body)
     except ValueError as error:
