@@ -26,9 +26,9 @@ from conduit.database import Session
 from conduit.errors import OAUTH2_RESPONSES, OAuth2Error, Unauthorized, responses
 from conduit.ratelimit.dependencies import (
     Attempts,
-    ResetEmails,
     SignInLimit,
     limit_password_change,
+    may_send_reset,
 )
 
 router = APIRouter(tags=["User and Authentication"], responses=responses(429))
@@ -93,12 +93,12 @@ async def login(
     responses=responses(422),
 )
 async def request_password_reset(
-    body: PasswordResetRequest, session: Session, reset_emails: ResetEmails
+    body: PasswordResetRequest, session: Session, request: Request
 ) -> Response:
     """Email a password-reset token, valid for 30 minutes, to the address if it has an account,
     and at most 3 an hour to one address, whoever asks. The answer is the same whether or not it
     has one, and whether or not an email is sent."""
-    if await reset_emails.allow(body.user.email):
+    if await may_send_reset(request, body.user.email):
         await password_reset.request(session, email=body.user.email)
     return Response(status_code=status.HTTP_202_ACCEPTED)
 

@@ -4,7 +4,7 @@ Every `/api` route counts its caller once: routes that authenticate do it in the
 authentication dependency, by the user or API key it verified (or the client IP when there was
 none), and the others through `limit_anonymous` or `limit_sign_in`, by the client IP. A password
 change counts against the sign-in policy too (`limit_password_change`), sign-in attempts per
-login (`SignInAttempts`) and reset emails per address (`PasswordResets`). The
+login (`SignInAttempts`) and reset emails per address (`may_send_reset`). The
 decisions reach the client as IETF `RateLimit-Policy` and `RateLimit` headers on every response
 (`RateLimitHeadersMiddleware`), and a refusal as a 429 with `Retry-After`.
 """
@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conduit import kv, metrics
 from conduit.auth.principal import SAFE_METHODS
+from conduit.auth.tokens import digest
 from conduit.errors import TooManyRequests
-from conduit.ratelimit.limiter import PasswordResets, RateLimiter, SignInAttempts
+from conduit.ratelimit.limiter import RateLimiter, SignInAttempts
 from conduit.ratelimit.policies import Decision, Policy
 
 _DECISIONS = "rate_limits"
@@ -98,8 +99,16 @@ async def may_fill_cache(request: Request, identity: str | None) -> bool:
     if limiter is None:
         return True
     identifier = identity if identity is not None else client_partition(request)
-    decision, _ = await limiter.limit(limiter.policies.cache_fills, identifier)
-    return decision is None or decision.allowed
+    return await limiter.allows(limiter.policies.cache_fills, identifier)
+
+
+async def may_send_reset(request: Request, email: str) -> bool:
+    """Whether a password-reset email may go to `email`, counting this one: per address it goes
+    to, whoever asks. Never refused: over the quota, no email is sent and nothing says so."""
+    limiter = _limiter(request)
+    if limiter is None:
+        return True
+    return await limiter.allows(limiter.policies.password_resets, digest(email))
 
 
 async def limit_anonymous(request: Request) -> None:
@@ -132,14 +141,9 @@ async def sign_in_attempts(request: Request) -> SignInAttempts:
     return SignInAttempts(_limiter(request), address=client_partition(request))
 
 
-async def password_resets(request: Request) -> PasswordResets:
-    return PasswordResets(_limiter(request))
-
-
 AnonymousLimit = Depends(limit_anonymous)
 SignInLimit = Depends(limit_sign_in)
 Attempts = Annotated[SignInAttempts, Depends(sign_in_attempts)]
-ResetEmails = Annotated[PasswordResets, Depends(password_resets)]
 
 
 class RateLimitHeadersMiddleware:

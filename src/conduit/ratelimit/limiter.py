@@ -1,9 +1,9 @@
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from conduit import kv
+from conduit.auth.tokens import digest
 from conduit.errors import TooManyRequests
 from conduit.ratelimit.memory import MemoryLimiter
 from conduit.ratelimit.policies import Decision, Policies, Policy
@@ -62,6 +62,12 @@ class RateLimiter:
                 return decision, replies
         return await self._locally(policy, identifier), None
 
+    async def allows(self, policy: Policy, identifier: str) -> bool:
+        """Count one against a quota that is never a refusal (what is over it is skipped, not
+        answered 429): whether it is within the quota."""
+        decision, _ = await self.limit(policy, identifier)
+        return decision is None or decision.allowed
+
     async def reset(self, policy: Policy, identifier: str) -> None:
         """Forget what `identifier` has spent of `policy`, where `limit` counts it."""
         if self._shared is not None and self._outage.available():
@@ -81,11 +87,6 @@ class RateLimiter:
         if self._shared is not None and not policy.falls_back and not self._outage.full:
             return None
         return await self._local.limit(policy, identifier)
-
-
-def _digest(login: str) -> str:
-    """An email address or username as it stands in a key: the store holds none in clear."""
-    return hashlib.sha256(login.lower().encode()).hexdigest()[:32]
 
 
 class SignInAttempts:
@@ -110,7 +111,8 @@ class SignInAttempts:
         if self._limiter is None:
             return
         policies = self._limiter.policies
-        account = _digest(login)
+        # Hashed: the store holds no email address in clear.
+        account = digest(login.lower())
         for policy, identifier in (
             (policies.failed_sign_ins, f"{account}:{self._address}"),
             (policies.failed_sign_ins_per_account, account),
@@ -122,21 +124,5 @@ class SignInAttempts:
     async def succeeded(self, login: str) -> None:
         if self._limiter is not None:
             await self._limiter.reset(
-                self._limiter.policies.failed_sign_ins, f"{_digest(login)}:{self._address}"
+                self._limiter.policies.failed_sign_ins, f"{digest(login.lower())}:{self._address}"
             )
-
-
-class PasswordResets:
-    """Password-reset emails per address they go to, whoever asks for them."""
-
-    def __init__(self, limiter: RateLimiter | None) -> None:
-        self._limiter = limiter
-
-    async def allow(self, email: str) -> bool:
-        """Count a reset email to `email`: whether it may be sent."""
-        if self._limiter is None:
-            return True
-        decision, _ = await self._limiter.limit(
-            self._limiter.policies.password_resets, _digest(email)
-        )
-        return decision is None or decision.allowed
