@@ -1,6 +1,7 @@
 """What an attacker who makes the server hash passwords costs a bystander signing in.
 
-One `conduit serve` process at the default rate limits (SQLite, counts in memory). A bystander
+One `conduit serve` at the default rate limits (SQLite; counts in memory, or with `--workers 2`
+in the Redis `--redis` names, so that the workers share them). A bystander
 signs in one request at a time; meanwhile, in the attack phases, an attacker changes the
 passwords of accounts of its own as fast as the server answers, each change an argon2 hash,
 until every account is refused (429) or the bystander is done: from one address, where the
@@ -9,6 +10,7 @@ quota per account does. The bystander's sign-in latency is reported for each pha
 same run.
 
     .tools/bin/uv run python -m benchmarks.hashing
+    .tools/bin/uv run python -m benchmarks.hashing --workers 2 --redis redis://127.0.0.1:6379/0
 
 See docs/benchmarks.md ("Hashing").
 """
@@ -162,8 +164,14 @@ def main(
     sign_ins: Annotated[
         int, typer.Option(min=5, max=100, help="The bystander's sign-ins per phase.")
     ] = 60,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Worker processes.")] = 1,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis", help="Where the workers count; needed for 2 or more.")
+    ] = None,
 ) -> None:
     """The bystander's sign-in latency without and with an attacker hashing at the quota."""
+    if workers > 1 and redis_url is None:
+        raise typer.BadParameter("workers count apart without a shared store: give --redis")
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         database_url = f"sqlite+aiosqlite:///{Path(directory) / 'conduit.db'}"
@@ -173,13 +181,15 @@ def main(
             "CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA": "20",
             "CONDUIT_RATE_LIMIT_SIGN_IN__WINDOW_SECONDS": "60",
             "CONDUIT_HTTP_TRUSTED_PROXIES": "127.0.0.1",
-            "CONDUIT_LOG_FORMAT": "json",
+            **servers.store_env(redis_url, f"{servers.KEY_PREFIX}-hashing"),
         }
-        target = servers.Target("hashing", port, servers.serve_command(port, 1), env)
+        target = servers.Target("hashing", port, servers.serve_command(port, workers), env)
         with servers.running([target], base, Path(directory)):
             phases = asyncio.run(_phases(target.base_url, accounts, sign_ins))
+        if redis_url is not None:
+            servers.clear_store(redis_url)
     print(
-        f"one process, default limits (sign-in 20 a minute per address and per account);"
+        f"{workers} worker(s), default limits (sign-in 20 a minute per address and per account);"
         f" the bystander signs in {sign_ins} times per phase, one at a time\n"
     )
     print(

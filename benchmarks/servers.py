@@ -45,7 +45,7 @@ def serve_command(port: int, workers: int, *, access_log: bool = True) -> list[s
     return [sys.executable, "-m", "conduit", *serve]
 
 
-def _store(redis_url: str | None, prefix: str) -> dict[str, str]:
+def store_env(redis_url: str | None, prefix: str) -> dict[str, str]:
     """Where a Conduit target keeps shared state, and its log lines as production writes them
     (JSON; the development console's rendering costs a line four times as much)."""
     deployed = {"CONDUIT_LOG_FORMAT": "json"}
@@ -55,24 +55,24 @@ def _store(redis_url: str | None, prefix: str) -> dict[str, str]:
 
 
 def conduit(port: int, workers: int, redis_url: str | None) -> Target:
-    return Target("conduit", port, serve_command(port, workers), _store(redis_url, KEY_PREFIX))
+    return Target("conduit", port, serve_command(port, workers), store_env(redis_url, KEY_PREFIX))
 
 
 def uncached(port: int, workers: int, redis_url: str | None) -> Target:
     """The same code as `conduit`, with its read cache off."""
-    env = {**_store(redis_url, f"{KEY_PREFIX}-uncached"), "CONDUIT_CACHE_ENABLED": "false"}
+    env = {**store_env(redis_url, f"{KEY_PREFIX}-uncached"), "CONDUIT_CACHE_ENABLED": "false"}
     return Target("uncached", port, serve_command(port, workers), env)
 
 
 def quiet(port: int, workers: int, redis_url: str | None) -> Target:
     """The current Conduit without its access log and metrics."""
-    env = {**_store(redis_url, f"{KEY_PREFIX}-quiet"), "CONDUIT_METRICS_ENABLED": "false"}
+    env = {**store_env(redis_url, f"{KEY_PREFIX}-quiet"), "CONDUIT_METRICS_ENABLED": "false"}
     return Target("quiet", port, serve_command(port, workers, access_log=False), env)
 
 
 def baseline(port: int, workers: int, source: Path, redis_url: str | None) -> Target:
     """Conduit served from a worktree's src/ (benchmarks.baseline) by this venv's Python."""
-    env = {**baseline_checkout.env(source), **_store(redis_url, f"{KEY_PREFIX}-baseline")}
+    env = {**baseline_checkout.env(source), **store_env(redis_url, f"{KEY_PREFIX}-baseline")}
     return Target("baseline", port, serve_command(port, workers), env)
 
 
