@@ -2,21 +2,30 @@
 models exactly."""
 
 import os
+import uuid
 import warnings
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import Connection, Integer, Uuid, column, insert, inspect, select, table
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import migrations
-from conduit.auth.models import User
+from conduit.auth.models import AuthSession, RefreshToken, User
 from conduit.config import DatabaseSettings
-from conduit.database import SCHEMA_REVISION, Base, create_engine, schema_revision
+from conduit.database import (
+    SCHEMA_REVISION,
+    Base,
+    UTCDateTime,
+    create_engine,
+    schema_revision,
+    utcnow,
+)
 from tests.databases import create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.anyio
@@ -124,3 +133,47 @@ async def test_usernames_differing_only_by_case_are_renamed_but_the_oldest(
     assert f"renamed '{'L' * 48}-8'" in stderr
     assert "'bob'" not in stderr
     assert "'alice-5' (id 6)" not in stderr
+
+
+# `auth_sessions` as the release before 9c4e2a7b51d3 writes it: without `authenticated_at`.
+_SESSIONS_BEFORE = table(
+    "auth_sessions",
+    column("id", Uuid()),
+    column("user_id", Integer()),
+    column("created_at", UTCDateTime()),
+)
+
+
+async def test_security_round_two_keeps_refresh_tokens_and_the_release_before_it_signing_in(
+    empty_engine: AsyncEngine,
+) -> None:
+    """9c4e2a7b51d3 rebuilds `auth_sessions` on SQLite, and dropping the old table deleted every
+    refresh token by cascade; and the release before it opens sessions without
+    `authenticated_at`, which must still work while a rolling deploy replaces it."""
+    await migrations.upgrade(empty_engine, "6b2e0c4f9a17")
+    signed_in = datetime(2026, 12, 1, tzinfo=UTC)
+    before, during = uuid.uuid4(), uuid.uuid4()
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            insert(User).values(username="alice", email="alice@example.com", password_hash="x")
+        )
+        await connection.execute(
+            insert(_SESSIONS_BEFORE).values(id=before, user_id=1, created_at=signed_in)
+        )
+        await connection.execute(
+            insert(RefreshToken).values(
+                session_id=before, token_hash="a" * 64, expires_at=signed_in
+            )
+        )
+
+    await migrations.upgrade(empty_engine)
+
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            insert(_SESSIONS_BEFORE).values(id=during, user_id=1, created_at=utcnow())
+        )
+        assert await connection.scalar(select(RefreshToken.session_id)) == before
+        rows = await connection.execute(select(AuthSession.id, AuthSession.authenticated_at))
+        authenticated: dict[uuid.UUID, datetime] = {row[0]: row[1] for row in rows}
+    assert authenticated[before] == signed_in
+    assert authenticated[during] > signed_in
