@@ -11,20 +11,31 @@ from typer.testing import CliRunner
 
 from conduit.cli import app
 from conduit.config import DatabaseSettings, JobsSettings, Settings
+from conduit.database import SCHEMA_REVISION
 from conduit.main import create_app
 from tests import factories
 
 runner = CliRunner()
 
 
-def test_migrate_creates_the_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_creates_the_schema_saying_which_revisions_it_applies(tmp_path: Path) -> None:
     path = tmp_path / "cli.db"
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
 
-    result = runner.invoke(app, ["migrate"])
+    # In a process of its own: `conduit migrate` configures its process's logging.
+    result = subprocess.run(
+        [sys.executable, "-m", "conduit", "migrate"],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{path}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
-    assert result.exit_code == 0, result.output
-    assert "Database migrated to head." in result.output
+    assert result.returncode == 0, result.stderr
+    assert "Database migrated to head." in result.stdout
+    applied = [line for line in result.stdout.splitlines() if "migration_applied" in line]
+    assert "revision=7bf4037cc97d" in applied[0]
+    assert f"revision={SCHEMA_REVISION}" in applied[-1]
     engine = create_engine(f"sqlite:///{path}")
     try:
         assert "articles" in inspect(engine).get_table_names()

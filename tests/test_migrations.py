@@ -1,7 +1,9 @@
 """Migrations are the only source of the schema: they must apply, reverse, and agree with the
 models exactly."""
 
+import asyncio
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -11,7 +13,17 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Integer, Uuid, column, insert, inspect, select, table
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Uuid,
+    column,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -177,3 +189,51 @@ async def test_security_round_two_keeps_refresh_tokens_and_the_release_before_it
         authenticated: dict[uuid.UUID, datetime] = {row[0]: row[1] for row in rows}
     assert authenticated[before] == signed_in
     assert authenticated[during] > signed_in
+
+
+async def test_migrate_gives_up_on_a_held_lock_saying_who_holds_it_with_nothing_half_applied(
+    empty_engine: AsyncEngine,
+) -> None:
+    """Each revision commits on its own: 6b2e0c4f9a17 lands, and 9c4e2a7b51d3, whose
+    `ALTER TABLE auth_sessions` waits behind a transaction left open, is rolled back whole (its
+    first statement, on `api_keys`, too) once the lock timeout runs out."""
+    if empty_engine.dialect.name != "postgresql":
+        pytest.skip("the lock timeout is PostgreSQL's (SQLite waits its busy timeout)")
+    await migrations.upgrade(empty_engine, "d3591788001f")
+    environment = {
+        **os.environ,
+        "DATABASE_URL": empty_engine.url.render_as_string(hide_password=False),
+        "CONDUIT_DB_MIGRATE_LOCK_TIMEOUT_SECONDS": "0.5",
+    }
+    async with empty_engine.connect() as holder:
+        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+        await holder.execute(text("LOCK TABLE auth_sessions IN ACCESS SHARE MODE"))
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "conduit",
+            "migrate",
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        # Bounds a hang (no lock timeout at all), not the test's pace.
+        output = (await asyncio.wait_for(migrate.communicate(), timeout=120))[0].decode()
+
+    assert migrate.returncode == 75, output
+    assert (
+        "Migration 9c4e2a7b51d3 waited more than 0.5 s for a lock and was rolled back; " in output
+    )
+    assert "the database stays at 6b2e0c4f9a17" in output
+    assert "ALTER TABLE auth_sessions ADD COLUMN authenticated_at" in output
+    assert f"pid {holder_pid} holds AccessShareLock on auth_sessions: idle in transaction" in output
+    assert "LOCK TABLE auth_sessions IN ACCESS SHARE MODE" in output
+    assert "migration_applied" in output
+    assert await schema_revision(empty_engine) == "6b2e0c4f9a17"
+    async with empty_engine.connect() as connection:
+        columns = await connection.run_sync(lambda sync: inspect(sync).get_columns("api_keys"))
+    assert "revoked_at" not in {column["name"] for column in columns}
+
+    await migrations.upgrade(empty_engine, lock_timeout_seconds=0.5)
+
+    assert await schema_revision(empty_engine) == SCHEMA_REVISION

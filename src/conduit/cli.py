@@ -220,16 +220,25 @@ def migrate(
 ) -> None:
     """Apply database migrations up to REVISION."""
     settings = _load_settings()
+    logs.configure(settings)
     from conduit import migrations  # noqa: PLC0415 (Alembic only for the commands that migrate)
 
     async def run() -> None:
         engine = database.create_engine(settings.database)
         try:
-            await migrations.upgrade(engine, revision)
+            await migrations.upgrade(
+                engine,
+                revision,
+                lock_timeout_seconds=settings.database.migrate_lock_timeout_seconds,
+            )
         finally:
             await engine.dispose()
 
-    _run(settings, run())
+    try:
+        _run(settings, run(), log=True)
+    except migrations.LockTimeout as error:
+        # EX_TEMPFAIL (sysexits.h): nothing was half-applied, and running it again may succeed.
+        raise _fail(error.explain(), code=75, log=True) from None
     typer.echo(f"Database migrated to {revision}.")
 
 

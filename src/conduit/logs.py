@@ -97,6 +97,8 @@ def config(settings: Settings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            # `conduit.migrations` says which revision it applies; Alembic's lines repeat it.
+            "alembic": {"level": "WARNING"},
         },
     }
 
