@@ -6,7 +6,6 @@ import os
 import sys
 import uuid
 import warnings
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -29,39 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import migrations
 from conduit.auth.models import AuthSession, RefreshToken, User
-from conduit.config import DatabaseSettings
 from conduit.database import (
     SCHEMA_REVISION,
     Base,
     UTCDateTime,
-    create_engine,
     schema_revision,
     utcnow,
 )
-from tests.databases import create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def empty_engine(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database of its own, with no schema yet, on the same backend."""
-    if database_url.startswith("sqlite"):
-        path = tmp_path_factory.mktemp("migrations") / "empty.db"
-        engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
-        yield engine
-        await engine.dispose()
-        return
-    server_url = os.environ["TEST_DATABASE_URL"]
-    url = await create_postgres_database(server_url)
-    engine = create_engine(DatabaseSettings(url=url))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        await drop_postgres_database(server_url, url)
 
 
 def _differences(connection: Connection) -> list[object]:

@@ -1,6 +1,6 @@
 """The `conduit` command: `serve` runs the API, `migrate` brings the database schema up to date,
-`seed` fills an empty database with realistic data, `worker` runs background jobs and `jobs`
-shows and handles them."""
+`seed` fills an empty database with realistic data, `recount` puts derived totals right, `worker`
+runs background jobs and `jobs` shows and handles them."""
 
 import asyncio
 import contextlib
@@ -27,6 +27,7 @@ from sqlalchemy import exc
 
 from conduit import clients, config, database, logs, metrics, operations, server
 from conduit import seed as seeding
+from conduit.articles import service as articles_service
 from conduit.config import JobsBackend, Settings
 from conduit.database import Database
 from conduit.jobs import admin
@@ -240,6 +241,33 @@ def migrate(
         # EX_TEMPFAIL (sysexits.h): nothing was half-applied, and running it again may succeed.
         raise _fail(error.explain(), code=75, log=True) from None
     typer.echo(f"Database migrated to {revision}.")
+
+
+async def _recount(settings: Settings) -> tuple[int, int]:
+    async with clients.connect(settings, run_embedded_jobs=False) as connected:
+        if await database.schema_revision(connected.database.engine) != database.SCHEMA_REVISION:
+            raise _NotMigrated
+        info = {database.CACHE: connected.cache}
+        async with database.transaction(connected.database.sessions, info) as session:
+            return await articles_service.recount_total(session)
+
+
+@app.command()
+def recount() -> None:
+    """Count the derived totals again from the rows they count, and correct those that drifted
+    (the unfiltered articlesCount). Safe while the API serves; run it when the upgrade notes
+    (CHANGELOG.md) say so."""
+    settings = _load_settings()
+    try:
+        before, after = _run(settings, _recount(settings))
+    except _NotMigrated:
+        raise _fail(
+            "The database is not migrated to this release: run `conduit migrate` first."
+        ) from None
+    if before == after:
+        typer.echo(f"Article total: {after:,}, right.")
+    else:
+        typer.echo(f"Article total: {before:,}, corrected to {after:,}.")
 
 
 async def _seed(settings: Settings, scale: seeding.Scale, random_seed: int) -> dict[str, int]:
