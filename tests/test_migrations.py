@@ -212,3 +212,32 @@ async def test_migrate_gives_up_on_a_held_lock_saying_who_holds_it_with_nothing_
     await migrations.upgrade(empty_engine, lock_timeout_seconds=0.5)
 
     assert await schema_revision(empty_engine) == SCHEMA_REVISION
+
+
+async def test_security_round_two_waits_for_a_registration_under_way_without_deadlocking(
+    empty_engine: AsyncEngine,
+) -> None:
+    """A registration of the release before it writes `users` and then `auth_sessions`; the
+    migration must not hold `auth_sessions` while it waits for `users`."""
+    if empty_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    await migrations.upgrade(empty_engine, "6b2e0c4f9a17")
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with empty_engine.connect() as registration, empty_engine.connect() as observer:
+        await registration.execute(
+            insert(User).values(username="alice", email="alice@example.com", password_hash="x")
+        )
+        migrating = asyncio.create_task(migrations.upgrade(empty_engine, lock_timeout_seconds=60))
+        while not await observer.scalar(waiting):
+            await observer.rollback()
+            await asyncio.sleep(0.01)
+        await registration.execute(
+            insert(_SESSIONS_BEFORE).values(id=uuid.uuid4(), user_id=1, created_at=utcnow())
+        )
+        await registration.commit()
+        await migrating
+
+    assert await schema_revision(empty_engine) == SCHEMA_REVISION

@@ -237,7 +237,7 @@ def migrate(
 
     try:
         _run(settings, run(), log=True)
-    except migrations.LockTimeout as error:
+    except migrations.LockNotAcquired as error:
         # EX_TEMPFAIL (sysexits.h): nothing was half-applied, and running it again may succeed.
         raise _fail(error.explain(), code=75, log=True) from None
     typer.echo(f"Database migrated to {revision}.")

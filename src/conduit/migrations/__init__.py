@@ -21,8 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL's lock_not_available: the lock timeout ran out.
-_LOCK_NOT_AVAILABLE = "55P03"
+# How PostgreSQL ends a revision's wait for a lock, by SQLSTATE: the lock timeout ran out
+# (lock_not_available), or the wait closed a cycle with other sessions' waits and this revision
+# was chosen to end it (deadlock_detected).
+_GAVE_UP_WAITING = {
+    "55P03": "waited more than {timeout:g} s for a lock",
+    "40P01": "deadlocked with another session",
+}
 
 
 def include_object(_: object, name: str | None, type_: str, reflected: bool, __: object) -> bool:
@@ -63,8 +68,9 @@ class Holder:
         )
 
 
-class LockTimeout(Exception):
-    """A revision waited longer than the lock timeout for a lock, and was rolled back."""
+class LockNotAcquired(Exception):
+    """A revision gave up waiting for a lock (the lock timeout, or a deadlock), and was rolled
+    back."""
 
     def __init__(
         self,
@@ -72,22 +78,21 @@ class LockTimeout(Exception):
         revision: str,
         previous: str | None,
         statement: str,
-        timeout_seconds: float,
+        reason: str,
         holders: list[Holder],
     ) -> None:
         self.revision = revision
         self.previous = previous
         self.statement = statement
-        self.timeout_seconds = timeout_seconds
+        self.reason = reason
         self.holders = holders
         super().__init__(self.explain())
 
     def explain(self) -> str:
         statement = " ".join(self.statement.split())
         lines = [
-            f"Migration {self.revision} waited more than {self.timeout_seconds:g} s for a lock "
-            f"and was rolled back; the database stays at {self.previous or 'no revision'}. "
-            f"The statement that waited: {statement[:200]}",
+            f"Migration {self.revision} {self.reason} and was rolled back; the database stays "
+            f"at {self.previous or 'no revision'}. The statement that waited: {statement[:200]}",
             *(f"  {holder.describe()}" for holder in self.holders),
             "Run `conduit migrate` again once they have finished (or end them with "
             "pg_terminate_backend(pid)); CONDUIT_DB_MIGRATE_LOCK_TIMEOUT_SECONDS sets the wait.",
@@ -127,8 +132,9 @@ async def _holders(connection: AsyncConnection, statement: str) -> list[Holder]:
     ]
 
 
-def _lock_not_available(error: exc.DBAPIError) -> bool:
-    return getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE
+def _gave_up_waiting(error: exc.DBAPIError, timeout_seconds: float) -> str | None:
+    reason = _GAVE_UP_WAITING.get(getattr(error.orig, "sqlstate", None) or "")
+    return None if reason is None else reason.format(timeout=timeout_seconds)
 
 
 def _pending(connection: Connection, target: str) -> tuple[str | None, list[Script]]:
@@ -163,16 +169,17 @@ async def upgrade(
                     await connection.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
                 await connection.run_sync(_apply, script.revision)
         except exc.DBAPIError as error:
-            if lock_timeout is None or not _lock_not_available(error):
+            reason = None if lock_timeout is None else _gave_up_waiting(error, lock_timeout)
+            if reason is None:
                 raise
             statement = error.statement or ""
             async with engine.connect() as connection:
                 holders = await _holders(connection, statement)
-            raise LockTimeout(
+            raise LockNotAcquired(
                 revision=script.revision,
                 previous=current,
                 statement=statement,
-                timeout_seconds=lock_timeout,
+                reason=reason,
                 holders=holders,
             ) from None
         logger.info(

@@ -71,6 +71,12 @@ def _refresh_tokens_kept() -> Iterator[None]:
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # The index on lower(username) below needs `users` in SHARE mode. Taken there, it waited
+        # for a registration of the running release, which writes `users` and then
+        # `auth_sessions`, and waited for this revision's lock on `auth_sessions`: a deadlock.
+        # Taken first, this revision waits for such registrations instead.
+        op.execute("LOCK TABLE users IN SHARE MODE")
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("auth_sessions") as batch:
