@@ -18,18 +18,24 @@ from tests import factories
 runner = CliRunner()
 
 
-def test_migrate_creates_the_schema_saying_which_revisions_it_applies(tmp_path: Path) -> None:
+def test_migrate_creates_the_schema_saying_which_revisions_it_applies_and_never_goes_back(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "cli.db"
 
-    # In a process of its own: `conduit migrate` configures its process's logging.
-    result = subprocess.run(
-        [sys.executable, "-m", "conduit", "migrate"],
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{path}"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    def migrate(*arguments: str) -> subprocess.CompletedProcess[str]:
+        # In a process of its own: `conduit migrate` configures its process's logging.
+        return subprocess.run(  # noqa: S603 (this interpreter, these arguments)
+            [sys.executable, "-m", "conduit", "migrate", *arguments],
+            env={**os.environ, "DATABASE_URL": f"sqlite:///{path}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    result = migrate()
+    back = migrate("7bf4037cc97d")
 
     assert result.returncode == 0, result.stderr
     assert "Database migrated to head." in result.stdout
@@ -41,6 +47,9 @@ def test_migrate_creates_the_schema_saying_which_revisions_it_applies(tmp_path: 
         assert "articles" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+    assert back.returncode == 2
+    assert "Cannot migrate to 7bf4037cc97d: " in back.stdout
+    assert "`conduit migrate` only upgrades" in back.stdout
 
 
 def test_refuses_to_start_in_production_with_the_default_secret(

@@ -222,7 +222,10 @@ def migrate(
     """Apply database migrations up to REVISION."""
     settings = _load_settings()
     logs.configure(settings)
-    from conduit import migrations  # noqa: PLC0415 (Alembic only for the commands that migrate)
+    # Alembic only for the commands that migrate.
+    from alembic.script.revision import RevisionError  # noqa: PLC0415
+
+    from conduit import migrations  # noqa: PLC0415
 
     async def run() -> None:
         engine = database.create_engine(settings.database)
@@ -240,6 +243,13 @@ def migrate(
     except migrations.LockNotAcquired as error:
         # EX_TEMPFAIL (sysexits.h): nothing was half-applied, and running it again may succeed.
         raise _fail(error.explain(), code=75, log=True) from None
+    except RevisionError as error:
+        raise _fail(
+            f"Cannot migrate to {revision}: {error}. `conduit migrate` only upgrades "
+            "(docs/deployment.md, Downgrades).",
+            code=2,
+            log=True,
+        ) from None
     typer.echo(f"Database migrated to {revision}.")
 
 
