@@ -48,8 +48,8 @@ def test_migrate_creates_the_schema_saying_which_revisions_it_applies_and_never_
     finally:
         engine.dispose()
     assert back.returncode == 2
-    assert "Cannot migrate to 7bf4037cc97d: " in back.stdout
-    assert "`conduit migrate` only upgrades" in back.stdout
+    assert back.stderr.startswith("Cannot migrate to 7bf4037cc97d: ")
+    assert "`conduit migrate` only upgrades" in back.stderr
 
 
 def test_refuses_to_start_in_production_with_the_default_secret(

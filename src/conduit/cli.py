@@ -238,17 +238,17 @@ def migrate(
         finally:
             await engine.dispose()
 
+    # Each revision is a log line; a failure is the command's answer, on standard error.
     try:
-        _run(settings, run(), log=True)
+        _run(settings, run())
     except migrations.LockNotAcquired as error:
         # EX_TEMPFAIL (sysexits.h): nothing was half-applied, and running it again may succeed.
-        raise _fail(error.explain(), code=75, log=True) from None
+        raise _fail(error.explain(), code=75) from None
     except RevisionError as error:
         raise _fail(
             f"Cannot migrate to {revision}: {error}. `conduit migrate` only upgrades "
             "(docs/deployment.md, Downgrades).",
             code=2,
-            log=True,
         ) from None
     typer.echo(f"Database migrated to {revision}.")
 
