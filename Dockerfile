@@ -29,7 +29,8 @@ ENV UV_PYTHON=/usr/local/bin/python3.11 \
 WORKDIR /app
 
 # Dependencies first, in a layer of their own: rebuilt only when the lock (or pyproject) changes.
-COPY pyproject.toml uv.lock README.md ./
+# README.md and LICENSE go into the wheel's metadata.
+COPY pyproject.toml uv.lock README.md LICENSE ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     /opt/uv/bin/uv sync --locked --no-dev --no-editable --compile-bytecode --no-install-project
 
