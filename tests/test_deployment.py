@@ -35,8 +35,15 @@ SERVICE_ATTRIBUTES = {
     "stop_signal", "storage_opt", "sysctls", "tmpfs", "tty", "ulimits", "user", "userns_mode",
     "uts", "volumes", "volumes_from", "working_dir",
 }  # fmt: skip
-HEALTHCHECK_ATTRIBUTES = {"disable", "interval", "retries", "test", "timeout", "start_period",
-                          "start_interval"}  # fmt: skip
+HEALTHCHECK_ATTRIBUTES = {
+    "disable",
+    "interval",
+    "retries",
+    "start_interval",
+    "start_period",
+    "test",
+    "timeout",
+}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 RESTART_POLICIES = {"no", "always", "on-failure", "unless-stopped"}
 # Which verb each of Conduit's services runs.
