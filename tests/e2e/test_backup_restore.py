@@ -4,6 +4,7 @@ the pass: `pg_dump -Fc` then `pg_restore` into a new database on PostgreSQL, `sq
 the restored database, which answers with what was written before the backup, and not after."""
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def _restored(backup: Path, database_url: str, directory: Path) -> Iterator[str]
         shutil.copyfile(backup, restored)
         yield f"sqlite+aiosqlite:///{restored}"
         return
-    server_url = make_url(database_url).set(database="postgres").render_as_string(False)
+    server_url = os.environ["TEST_DATABASE_URL"]
     url = asyncio.run(create_postgres_database(server_url))
     try:
         _run(["pg_restore", "--no-owner", f"--dbname={_libpq(url)}", str(backup)])
