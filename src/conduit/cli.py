@@ -35,6 +35,10 @@ from conduit.jobs.outbox import Status
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    # Click's plain help: paragraphs rewrapped to the terminal's width and no type after a flag.
+    # Rich's kept a docstring's line breaks in the list of commands, showed every flag as
+    # `<bool>`, and read "[default: ...]" in a help text as a style tag, which it dropped.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -157,14 +161,20 @@ def _metrics_port(settings: Settings, host: str) -> Iterator[None]:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
     access_log: Annotated[
-        bool | None, typer.Option(help="Log every request [default: CONDUIT_LOG_ACCESS, true].")
+        bool | None,
+        typer.Option(
+            help="Log one line per request. Without either flag, CONDUIT_LOG_ACCESS decides "
+            "(on unless it is false)."
+        ),
     ] = None,
 ) -> None:
-    """Run the API with uvicorn (uvloop and httptools)."""
+    """Serve the API over HTTP (uvicorn, uvloop and httptools)."""
     if access_log is not None:
         # Read by the app factory in each worker process.
         os.environ["CONDUIT_LOG_ACCESS"] = str(access_log).lower()
@@ -216,9 +226,11 @@ def _exit_cleanly(_: int, __: object) -> None:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[
+        str, typer.Argument(metavar="REVISION", help="The revision to migrate to.")
+    ] = "head",
 ) -> None:
-    """Apply database migrations up to REVISION."""
+    """Migrate the database to REVISION, the latest by default."""
     settings = _load_settings()
     from conduit import migrations  # noqa: PLC0415 (Alembic only for the commands that migrate)
 
@@ -252,16 +264,24 @@ def seed(
     scale: Annotated[
         seeding.ScaleName,
         typer.Option(
-            help="small: 1k articles; medium: 10k; large: 100k articles and 1.2M favorites."
+            help="Small: 1k articles. Medium: 10k. Large: 100k articles and 1.2M favorites."
         ),
     ] = seeding.ScaleName.SMALL,
     random_seed: Annotated[
-        int, typer.Option("--seed", help="The same seed on the same day gives the same data.")
+        int,
+        typer.Option(
+            "--seed", metavar="N", help="The same seed on the same day gives the same data."
+        ),
     ] = 1,
 ) -> None:
-    """Fill an empty, migrated database with realistic users, articles, tags, follows,
-    favorites and comments, over the two years before today. Every seeded user signs in as
-    <username>@example.com with the password `conduit-seed-password`."""
+    """Fill an empty, migrated database with realistic data.
+
+    Users, articles, tags, follows, favorites and comments, over the two years before today.
+    Every seeded user signs in as USERNAME@example.com with this password:
+
+    \b
+        conduit-seed-password
+    """
     settings = _load_settings()
     started = time.monotonic()
     try:
@@ -305,12 +325,14 @@ async def _work(settings: Settings, *, drain: bool) -> None:
 @app.command()
 def worker(
     drain: Annotated[
-        bool, typer.Option(help="Exit once no job is due, instead of waiting for more.")
+        bool, typer.Option("--drain", help="Exit once no job is due instead of waiting for more.")
     ] = False,
 ) -> None:
-    """Run background jobs until SIGTERM or Ctrl-C, which let the running ones finish. Start
-    any number, on any number of machines (PostgreSQL); on the embedded default (SQLite), the
-    API runs jobs itself unless CONDUIT_JOBS_RUN_IN_API=false."""
+    """Run background jobs until SIGTERM or Ctrl-C.
+
+    Either lets the jobs running finish first. Start any number of workers, on any number of
+    machines (PostgreSQL). On the embedded default (SQLite) the API runs the jobs itself,
+    unless CONDUIT_JOBS_RUN_IN_API=false; with QStash there is no worker to run."""
     settings = _load_settings()
     if settings.jobs_backend is JobsBackend.QSTASH:
         typer.echo(
@@ -328,7 +350,9 @@ def worker(
         ) from None
 
 
-jobs_app = typer.Typer(no_args_is_help=True, help="Show, retry and discard background jobs.")
+jobs_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Show, retry and discard background jobs."
+)
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -340,9 +364,11 @@ async def _with_database(settings: Settings, action: Callable[[Database], Awaita
 @jobs_app.command("list")
 def list_jobs(
     status: Annotated[Status | None, typer.Option(help="Only the jobs in this state.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="N", help="How many to list at most.")
+    ] = 50,
 ) -> None:
-    """The jobs waiting, running and held as failed, newest first."""
+    """List the jobs waiting, running and held as failed, newest first."""
     settings = _load_settings()
     listed = _run(
         settings,
@@ -366,14 +392,21 @@ def _act(action: Callable[[Settings, Database, list[str]], Awaitable[int]], ids:
 
 
 @jobs_app.command()
-def retry(ids: Annotated[list[str], typer.Argument(help="Ids of failed jobs.")]) -> None:
+def retry(
+    ids: Annotated[
+        list[str], typer.Argument(metavar="ID", help="Failed jobs, by the id jobs list shows.")
+    ],
+) -> None:
     """Queue failed jobs again, their attempts back to zero."""
     typer.echo(f"{_act(admin.retry, ids)} job(s) queued again.")
 
 
 @jobs_app.command()
 def discard(
-    ids: Annotated[list[str], typer.Argument(help="Ids of queued or failed jobs.")],
+    ids: Annotated[
+        list[str],
+        typer.Argument(metavar="ID", help="Queued or failed jobs, by the id jobs list shows."),
+    ],
 ) -> None:
     """Delete queued or failed jobs for good."""
     typer.echo(f"{_act(admin.discard, ids)} job(s) discarded.")
