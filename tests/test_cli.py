@@ -160,3 +160,37 @@ def test_every_command_and_parameter_says_what_it_is_for_in_sentences(path: list
         described = getattr(parameter, "help", None)
         assert described, parameter.name
         assert described.endswith("."), described
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "refusal"),
+    [
+        (
+            ["--reload", "--workers", "2"],
+            {},
+            "--reload restarts one worker: leave out --workers or --reload.",
+        ),
+        (
+            ["--reload"],
+            {"CONDUIT_ENV": "production", "CONDUIT_SECRET_KEY": "a-production-secret-" * 2},
+            "--reload is for development, and CONDUIT_ENV is production.",
+        ),
+    ],
+)
+def test_reload_is_refused_in_production_and_with_several_workers(
+    tmp_path: Path, arguments: list[str], environment: dict[str, str], refusal: str
+) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'never.db'}", **environment}
+    refused = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "conduit", "serve", "--port", "0", *arguments],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert refused.returncode == 2
+    [line] = (refused.stdout + refused.stderr).splitlines()
+    assert refusal in line
+    assert not (tmp_path / "never.db").exists()

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import version
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -24,10 +25,11 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy import exc
+from uvicorn.supervisors import ChangeReload
 
 from conduit import clients, config, database, logs, metrics, operations, server
 from conduit import seed as seeding
-from conduit.config import JobsBackend, Settings
+from conduit.config import Environment, JobsBackend, Settings
 from conduit.database import Database
 from conduit.jobs import admin
 from conduit.jobs.outbox import Status
@@ -97,10 +99,11 @@ def _run(settings: Settings, work: Coroutine[Any, Any, T], *, log: bool = False)
 
 
 @contextlib.contextmanager
-def _metrics_directory(workers: int) -> Iterator[None]:
-    """With several workers, a directory they share their metrics through (`conduit.metrics`),
-    emptied at each start, unless the environment names one."""
-    if workers == 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+def _metrics_directory(*, shared: bool) -> Iterator[None]:
+    """For processes that serve under a supervisor (several workers, or one restarted on every
+    change), a directory they share their metrics through (`conduit.metrics`), emptied at each
+    start, unless the environment names one."""
+    if not shared or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         yield
         return
     with tempfile.TemporaryDirectory(prefix="conduit-metrics-") as directory:
@@ -173,6 +176,14 @@ def serve(
             "(on unless it is false)."
         ),
     ] = None,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Restart whenever a file of the conduit package changes. For development: "
+            "refused in production and with more than one worker.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the API over HTTP (uvicorn, uvloop and httptools)."""
     if access_log is not None:
@@ -180,6 +191,10 @@ def serve(
         os.environ["CONDUIT_LOG_ACCESS"] = str(access_log).lower()
     settings = _load_settings()
     logs.configure(settings)
+    if reload and workers > 1:
+        raise _fail("--reload restarts one worker: leave out --workers or --reload.", 2, log=True)
+    if reload and settings.env is Environment.PRODUCTION:
+        raise _fail("--reload is for development, and CONDUIT_ENV is production.", 2, log=True)
     shared_store = settings.redis.url is not None or settings.redis.rest_url is not None
     if workers > 1 and settings.cache.enabled and not shared_store:
         # Each worker would invalidate only its own memory and serve the others' stale entries.
@@ -207,8 +222,14 @@ def serve(
         timeout_graceful_shutdown=settings.http.shutdown_grace_seconds,
         # A worker's start, on a machine starting as many as it has cores or more.
         timeout_worker_healthcheck=30,
+        reload=reload,
+        reload_dirs=[str(Path(__file__).parent)] if reload else None,
     )
-    with _metrics_directory(workers), _metrics_port(settings, host):
+    with _metrics_directory(shared=workers > 1 or reload), _metrics_port(settings, host):
+        if reload:
+            sockets = [config.bind_socket()]
+            ChangeReload(config, target=server.Server(config).run, sockets=sockets).run()
+            return
         if workers > 1:
             server.Multiprocess(config, sockets=[config.bind_socket()]).run()
             return

@@ -97,6 +97,8 @@ def config(settings: Settings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            # `conduit serve --reload`: uvicorn's own line names the files that changed.
+            "watchfiles": {"level": "WARNING"},
         },
     }
 
