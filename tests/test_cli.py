@@ -90,6 +90,7 @@ def test_the_embedded_worker_writes_emails_to_the_log_without_an_smtp_server(
     )
     assert "Hello logged," in worker.stdout
     assert "job_done: auth.welcome_email" in worker.stdout
+    assert "worker_stopped: drained, 1 job runs, 0 failed" in worker.stdout
 
 
 def test_version_and_short_help() -> None:

@@ -317,7 +317,8 @@ class _NotMigrated(Exception):
     """The database is not at this release's migration."""
 
 
-async def _work(settings: Settings, *, drain: bool) -> None:
+async def _work(settings: Settings, *, drain: bool) -> str:
+    """Run jobs until a signal, or with `drain` until none is due; what stopped them."""
     async with clients.connect(settings, run_embedded_jobs=False) as connected:
         revision = await database.schema_revision(connected.database.engine)
         if revision != database.SCHEMA_REVISION:
@@ -326,10 +327,18 @@ async def _work(settings: Settings, *, drain: bool) -> None:
             start_http_server(settings.metrics.worker_port, registry=metrics.registry())
         jobs = connected.jobs
         stop = asyncio.Event()
-        # Either way the running jobs finish first.
-        on_signal = stop.set if jobs.embedded is None else jobs.embedded.stop
+        received: list[signal.Signals] = []
+
+        def on_signal(signum: signal.Signals) -> None:
+            received.append(signum)
+            # Either way the running jobs finish first.
+            if jobs.embedded is None:
+                stop.set()
+            else:
+                jobs.embedded.stop()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(signum, on_signal)
+            asyncio.get_running_loop().add_signal_handler(signum, on_signal, signum)
         concurrency = settings.jobs.concurrency
         logger.info("Running %s jobs, %d at a time.", jobs.backend, concurrency)
         if jobs.embedded is None:
@@ -341,6 +350,8 @@ async def _work(settings: Settings, *, drain: bool) -> None:
                 pass
         else:
             await jobs.embedded.run_forever(jobs.context)
+    # Without a signal, only a drain ends.
+    return received[0].name if received else "drained"
 
 
 @app.command()
@@ -364,11 +375,19 @@ def worker(
         raise typer.Exit(code=2)
     logs.configure(settings)
     try:
-        _run(settings, _work(settings, drain=drain), log=True)
+        stopped_by = _run(settings, _work(settings, drain=drain), log=True)
     except _NotMigrated:
         raise _fail(
             "The database is not migrated to this release: run `conduit migrate` first.", log=True
         ) from None
+    runs = metrics.job_runs()
+    logger.info(
+        "worker_stopped: %s, %d job runs, %d failed",
+        stopped_by,
+        sum(runs.values()),
+        runs.get("failed", 0),
+        extra={"stopped_by": stopped_by, "job_runs": runs},
+    )
 
 
 jobs_app = typer.Typer(
