@@ -124,6 +124,39 @@ async def test_a_job_that_always_fails_is_held_after_its_attempts_and_others_sti
     assert await listing(settings, database, status=None, limit=10) == []
 
 
+async def test_each_failed_run_is_one_line_with_its_traceback(
+    app: FastAPI,
+    settings: Settings,
+    committing_client: AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ours, naming the task, the job and the attempt, on either backend: PgQueuer's copy of
+    the last one is left out, and its other lines (a retry requested) are kept."""
+    del committing_client
+    await _enqueue(app, ("tests.poison", "poison"))
+
+    with caplog.at_level(logging.INFO):
+        await run_jobs(app, TEST_TASKS)
+        # Any other failure PgQueuer reports is still logged.
+        logging.getLogger("pgqueuer").error("Flush failed", exc_info=ConnectionError())
+
+    assert caplog.records.pop().getMessage() == "Flush failed"
+    attempts = settings.jobs.max_attempts
+    failed = [record for record in caplog.records if record.exc_info]
+    assert len(failed) == attempts
+    for attempt, record in enumerate(failed, start=1):
+        assert (record.name, record.levelno) == ("conduit.jobs.core", logging.WARNING)
+        assert record.getMessage().startswith("job_failed: tests.poison ")
+        last = " (the last)" if attempt == attempts else ""
+        assert record.getMessage().endswith(f", attempt {attempt}{last}")
+        assert record.exc_info is not None
+        assert str(record.exc_info[1]) == "this job always fails"
+    retries = [record for record in caplog.records if record.name == "pgqueuer"]
+    on_pgqueuer = app.state.jobs.embedded is None
+    assert len(retries) == (attempts - 1 if on_pgqueuer else 0)
+    assert all(record.getMessage().startswith("Retry requested") for record in retries)
+
+
 async def test_the_welcome_email_is_sent_once_however_often_its_job_runs(
     app: FastAPI, committing_client: AsyncClient, mailbox: Mailbox
 ) -> None:
