@@ -434,7 +434,7 @@ def _act(action: Callable[[Settings, Database, list[str]], Awaitable[int]], ids:
 @jobs_app.command()
 def retry(
     ids: Annotated[
-        list[str], typer.Argument(metavar="ID", help="Failed jobs, by the id jobs list shows.")
+        list[str], typer.Argument(metavar="ID", help="Ids of failed jobs, as jobs list shows them.")
     ],
 ) -> None:
     """Queue failed jobs again, their attempts back to zero."""
@@ -445,7 +445,7 @@ def retry(
 def discard(
     ids: Annotated[
         list[str],
-        typer.Argument(metavar="ID", help="Queued or failed jobs, by the id jobs list shows."),
+        typer.Argument(metavar="ID", help="Ids of queued or failed jobs, as jobs list shows them."),
     ],
 ) -> None:
     """Delete queued or failed jobs for good."""

@@ -65,8 +65,8 @@ class _Logged(Exception):
 
 
 def _not_logged_already(record: logging.LogRecord) -> bool:
-    """PgQueuer's own line for a job it holds as failed (at ERROR, traceback and all) when the
-    run's own line has said it; every other line of PgQueuer's passes."""
+    """False for PgQueuer's own line about a job it holds as failed (at ERROR, traceback and
+    all) once the run's own line has said it; every other line of PgQueuer's passes."""
     failure = record.exc_info[1] if record.exc_info else None
     return not (record.levelno == logging.ERROR and isinstance(failure, _Logged))
 
