@@ -448,6 +448,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def refuse_default_database_in_production(self) -> "Settings":
+        """The default, a SQLite file in whatever directory the process starts in, is for a
+        laptop: in production it would be a database nobody chose, lost with the container.
+        SQLite named explicitly is accepted (one process on one machine)."""
+        if self.env is Environment.PRODUCTION and "url" not in self.database.model_fields_set:
+            raise ValueError(
+                "DATABASE_URL must be set in production: postgresql://user:password@host:5432/"
+                "name, or sqlite:////path/to/conduit.db for one process on one machine"
+            )
+        return self
+
+    @model_validator(mode="after")
     def jobs_backend_fits(self) -> "Settings":
         backend = self.jobs_backend
         if backend is JobsBackend.PGQUEUER and self.database.is_sqlite:
