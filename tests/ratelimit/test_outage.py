@@ -134,3 +134,11 @@ async def test_a_store_that_never_answers_costs_a_request_no_more_than_the_timeo
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert [r.msg for r in caplog.records] == ["shared_store_unavailable"]
     assert caplog.records[0].error == "TimeoutError"  # type: ignore[attr-defined]
+    where = f"127.0.0.1:{silent_server}"
+    assert caplog.records[0].detail == (  # type: ignore[attr-defined]
+        f"REDIS_URL: no answer from {where} within 0.2 s: is it reachable from here (a "
+        "firewall, another network)? CONDUIT_REDIS_TIMEOUT_SECONDS sets the wait"
+        if kind == "redis"
+        else f"UPSTASH_REDIS_REST_URL: no answer from {where} within 0.2 s: if the database is "
+        "in another region, raise CONDUIT_REDIS_TIMEOUT_SECONDS"
+    )
