@@ -8,6 +8,7 @@ this run's own, and in process memory otherwise; each test starts with limits an
 own.
 """
 
+import asyncio
 import os
 import secrets
 import uuid
@@ -90,6 +91,23 @@ def upstash_endpoint(redis_url: str) -> Iterator[upstash_rest.Endpoint]:
     token = secrets.token_urlsafe(16)
     with upstash_rest.serving(redis_url, token) as url:
         yield upstash_rest.Endpoint(url, token)
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A port that accepts connections and never answers: a server hung, or a network dropping
+    packets."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in connections:
+        writer.close()
+    server.close()
+    await server.wait_closed()
 
 
 @pytest.fixture(scope="session")

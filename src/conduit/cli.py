@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy import exc
 
-from conduit import clients, config, database, logs, metrics, operations, server
+from conduit import clients, config, database, logs, metrics, operations, server, startup
 from conduit import seed as seeding
 from conduit.config import JobsBackend, Settings
 from conduit.database import Database
@@ -155,6 +155,14 @@ def _metrics_port(settings: Settings, host: str) -> Iterator[None]:
         thread.join()
 
 
+def _check_at_start(settings: Settings, *, database_required: bool) -> None:
+    """`conduit.startup.check`: a refusal is its one log line and exit code 1."""
+    try:
+        asyncio.run(startup.check(settings, database_required=database_required))
+    except startup.Refused:
+        raise typer.Exit(code=1) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -170,6 +178,7 @@ def serve(
         os.environ["CONDUIT_LOG_ACCESS"] = str(access_log).lower()
     settings = _load_settings()
     logs.configure(settings)
+    _check_at_start(settings, database_required=False)
     shared_store = settings.redis.url is not None or settings.redis.rest_url is not None
     if workers > 1 and settings.cache.enabled and not shared_store:
         # Each worker would invalidate only its own memory and serve the others' stale entries.
@@ -272,15 +281,8 @@ def seed(
     typer.echo(f"Seeded {summary} in {time.monotonic() - started:.1f} s.")
 
 
-class _NotMigrated(Exception):
-    """The database is not at this release's migration."""
-
-
 async def _work(settings: Settings, *, drain: bool) -> None:
     async with clients.connect(settings, run_embedded_jobs=False) as connected:
-        revision = await database.schema_revision(connected.database.engine)
-        if revision != database.SCHEMA_REVISION:
-            raise _NotMigrated
         if settings.metrics.worker_port is not None:
             start_http_server(settings.metrics.worker_port, registry=metrics.registry())
         jobs = connected.jobs
@@ -320,12 +322,8 @@ def worker(
         )
         raise typer.Exit(code=2)
     logs.configure(settings)
-    try:
-        _run(settings, _work(settings, drain=drain), log=True)
-    except _NotMigrated:
-        raise _fail(
-            "The database is not migrated to this release: run `conduit migrate` first.", log=True
-        ) from None
+    _check_at_start(settings, database_required=True)
+    _run(settings, _work(settings, drain=drain), log=True)
 
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Show, retry and discard background jobs.")

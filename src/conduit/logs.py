@@ -97,6 +97,8 @@ def config(settings: Settings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            # Seven lines at INFO whenever Alembic is imported, saying nothing to an operator.
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 

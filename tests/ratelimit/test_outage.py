@@ -2,7 +2,6 @@
 warning for the whole outage, sign-in keeps a limit in this process, and counting in the store
 resumes when it is back. The store is a Redis server the test starts and stops itself."""
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -87,23 +86,6 @@ async def test_while_the_store_is_down_requests_are_served_and_limiting_resumes_
     assert after.status_code == 200
     assert "RateLimit" in after.headers
     assert any(key.startswith(b"outage:ratelimit:anonymous:") for key in own_redis.stored_keys())
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """A port that accepts connections and never answers: a store hung, or a network dropping
-    packets."""
-    connections: list[asyncio.StreamWriter] = []
-
-    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for writer in connections:
-        writer.close()
-    server.close()
-    await server.wait_closed()
 
 
 @pytest.mark.parametrize("kind", ["redis", "upstash"])
