@@ -127,9 +127,14 @@ def settings(database_url: str, redis_settings: RedisSettings, mailbox: Mailbox)
         ),
         redis=redis_settings,
         # Jobs run when a test says (`tests.background.run_jobs`), never in another's
-        # background; a failing one is retried at once.
+        # background; a failing one is retried at once. The queue is read when a test says
+        # (`conduit.jobs.backlog.check`): the app's own check would not come within a run.
         jobs=JobsSettings(
-            run_in_api=False, max_attempts=3, retry_base_seconds=0.01, retry_max_seconds=0.02
+            run_in_api=False,
+            max_attempts=3,
+            retry_base_seconds=0.01,
+            retry_max_seconds=0.02,
+            wait_check_seconds=86_400,
         ),
         smtp=SmtpSettings(host=mailbox.host, port=mailbox.port, starttls=False),
     )

@@ -369,6 +369,11 @@ class JobsSettings(BaseSettings):
     concurrency: int = Field(default=10, ge=1, le=1000)
     # Followers notified per statement when an author publishes.
     fan_out_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Once the oldest queued job has waited this long since it was due, the API warns (jobs
+    # piling up: the usual sign that no `conduit worker` runs), once per check.
+    wait_warning_seconds: float = Field(default=300.0, gt=0, le=7 * 86_400)
+    # How often each API process reads the queue for that warning.
+    wait_check_seconds: float = Field(default=60.0, gt=0, le=86_400)
     # The URL QStash delivers to: this deployment's public `.../jobs/qstash`.
     qstash_callback_url: str | None = None
 

@@ -25,7 +25,7 @@ from conduit.database import (
     unavailable,
 )
 from conduit.errors import Unauthorized, error_response, register_error_handlers
-from conduit.jobs import admin
+from conduit.jobs import backlog
 
 # A check that takes longer has failed: a platform's probe waits a few seconds at most.
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -102,25 +102,21 @@ def _authorize(settings: Settings, request: Request) -> None:
         raise _BearerRequired("token", "is missing or invalid")
 
 
-async def _job_counts(settings: Settings, database: Database) -> dict[str, int] | None:
-    """The queue's depth by status, or None while the database does not answer (the rest of
-    the scrape still does)."""
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            return await admin.counts(settings, database)
-    except (exc.DBAPIError, *UNAVAILABLE) as error:
-        if not unavailable(error):
-            raise
-        report_unavailable(settings.database, error)
-        return None
-
-
 @metrics_router.get("/metrics")
 async def scrape(request: Request) -> Response:
+    """Every process's samples, and the job queue read from the database (omitted while it
+    does not answer: the rest of the scrape still does)."""
     state = request.app.state
     _authorize(state.settings, request)
-    counts = await _job_counts(state.settings, state.database)
-    scraped = () if counts is None else (metrics.jobs_by_status(counts),)
+    queue = await backlog.read(state.settings, state.database)
+    scraped = (
+        ()
+        if queue is None
+        else (
+            metrics.jobs_by_status(queue.counts),
+            metrics.oldest_queued_age(queue.oldest_wait_seconds),
+        )
+    )
     body = await asyncio.to_thread(metrics.render, *scraped)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -231,6 +231,41 @@ def test_in_production_metrics_are_off_the_api_port_and_on_their_own(
         assert (("status", "queued"),) in _samples(scrape.text, "conduit_jobs")
 
 
+def test_jobs_piling_up_without_a_worker_are_a_metric_and_a_warning(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """No `conduit worker` runs (and on SQLite the API runs no jobs either): with two workers,
+    the API warns once the oldest job has waited past the threshold, and every scrape,
+    whichever worker answers it, reports that wait."""
+    piling = env | {
+        "CONDUIT_JOBS_RUN_IN_API": "false",
+        "CONDUIT_JOBS_WAIT_WARNING_SECONDS": "0.5",
+        "CONDUIT_JOBS_WAIT_CHECK_SECONDS": "0.2",
+    }
+    with (
+        serving(piling, tmp_path, workers=2) as server,
+        httpx.Client(trust_env=False, timeout=10) as client,
+    ):
+        _register(client, server, "waiting", "waiting-1")
+        deadline = time.monotonic() + 30
+        while "jobs_waiting" not in server.log_path.read_text():
+            assert time.monotonic() < deadline, "no jobs_waiting line within 30 s"
+            time.sleep(0.1)
+        scrapes = [client.get(f"{server.base_url}/metrics") for _ in range(4)]
+        records = _stopped(server)
+
+    warning = next(record for record in records if record["event"] == "jobs_waiting")
+    assert warning["level"] == "warning"
+    assert warning["queued"] == 1
+    assert warning["detail"].startswith(
+        "the oldest job due has waited more than 0.5 s (CONDUIT_JOBS_WAIT_WARNING_SECONDS): "
+        "is a `conduit worker` running"
+    )
+    for scrape in scrapes:
+        assert _samples(scrape.text, "conduit_jobs_oldest_queued_age_seconds")[()] > 0.5
+        assert _samples(scrape.text, "conduit_jobs")[(("status", "queued"),)] == 1
+
+
 def test_an_unreachable_database_and_store_are_named_at_start_and_fail_readiness(
     tmp_path: Path,
 ) -> None:
