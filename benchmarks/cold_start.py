@@ -4,7 +4,7 @@ Each run starts the installed `conduit serve` command as an operator would, poll
 `GET /health/live` every 10 ms, and stops the server once it has answered; the time is from
 the spawn to that first 200. On the embedded default (a SQLite file it migrates the first time,
 so the first run is left out of the median) and, with `--postgres`, on PostgreSQL
-(BENCH_DATABASE_URL, else the local `test` database).
+(BENCH_DATABASE_URL, else the local `test` database), migrated first.
 
     .tools/bin/uv run python -m benchmarks.cold_start [--runs 7] [--postgres]
 
@@ -83,6 +83,13 @@ def main(
         _report("sqlite", [first_answer(sqlite) for _ in range(runs)])
     if postgres:
         url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        # `conduit serve` refuses a PostgreSQL database older than its release.
+        subprocess.run(
+            [str(CONDUIT), "migrate"],
+            env={**os.environ, "DATABASE_URL": url},
+            check=True,
+            capture_output=True,
+        )
         _report("postgresql", [first_answer(url) for _ in range(runs)])
 
 

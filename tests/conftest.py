@@ -8,6 +8,7 @@ this run's own, and in process memory otherwise; each test starts with limits an
 own.
 """
 
+import asyncio
 import os
 import secrets
 import uuid
@@ -92,6 +93,23 @@ def upstash_endpoint(redis_url: str) -> Iterator[upstash_rest.Endpoint]:
         yield upstash_rest.Endpoint(url, token)
 
 
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A port that accepts connections and never answers: a server hung, or a network dropping
+    packets."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in connections:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
 @pytest.fixture(scope="session")
 def mailbox() -> Iterator[Mailbox]:
     """The SMTP server the app sends to."""
@@ -109,9 +127,14 @@ def settings(database_url: str, redis_settings: RedisSettings, mailbox: Mailbox)
         ),
         redis=redis_settings,
         # Jobs run when a test says (`tests.background.run_jobs`), never in another's
-        # background; a failing one is retried at once.
+        # background; a failing one is retried at once. The queue is read when a test says
+        # (`conduit.jobs.backlog.check`): the app's own check would not come within a run.
         jobs=JobsSettings(
-            run_in_api=False, max_attempts=3, retry_base_seconds=0.01, retry_max_seconds=0.02
+            run_in_api=False,
+            max_attempts=3,
+            retry_base_seconds=0.01,
+            retry_max_seconds=0.02,
+            wait_check_seconds=86_400,
         ),
         smtp=SmtpSettings(host=mailbox.host, port=mailbox.port, starttls=False),
     )

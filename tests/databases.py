@@ -2,6 +2,7 @@
 
 import secrets
 
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -30,3 +31,22 @@ async def create_postgres_database(server_url: str) -> str:
 async def drop_postgres_database(server_url: str, database_url: str) -> None:
     name = make_url(database_url).database
     await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def stamp_revision(url: str, revision: str) -> None:
+    """Record in Alembic's table of the database at `url` that it is at `revision`, as a
+    migration (this release's, or another's) would."""
+    engine = create_async_engine(DatabaseSettings(url=url).sqlalchemy_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL)"
+                )
+            )
+            await connection.execute(text("DELETE FROM alembic_version"))
+            await connection.execute(
+                text("INSERT INTO alembic_version VALUES (:revision)"), {"revision": revision}
+            )
+    finally:
+        await engine.dispose()

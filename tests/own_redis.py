@@ -16,16 +16,20 @@ from tests.threaded import free_port
 class OwnRedis:
     """A redis-server of the test's own, on a port of its own. Persistent, it saves its data
     in `directory` when stopped and loads it when started again, as a Redis with snapshots
-    does across a restart; otherwise it keeps nothing."""
+    does across a restart; otherwise it keeps nothing. With a password, clients must give it
+    (`url` does)."""
 
-    def __init__(self, binary: str, directory: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, binary: str, directory: Path, *, persistent: bool = False, password: str = ""
+    ) -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://:{password}@127.0.0.1:{self.port}/0"
         self._argv = [
             binary,
             *("--port", str(self.port), "--bind", "127.0.0.1"),
             *("--save", "3600 1" if persistent else ""),
             *("--appendonly", "no", "--dir", str(directory)),
+            *(("--requirepass", password) if password else ()),
         ]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -60,11 +64,11 @@ class OwnRedis:
 
 
 @contextmanager
-def running(directory: Path, *, persistent: bool = False) -> Iterator[OwnRedis]:
+def running(directory: Path, *, persistent: bool = False, password: str = "") -> Iterator[OwnRedis]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
-    server = OwnRedis(binary, directory, persistent=persistent)
+    server = OwnRedis(binary, directory, persistent=persistent, password=password)
     server.start()
     try:
         yield server

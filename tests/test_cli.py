@@ -68,6 +68,23 @@ def test_refuses_to_start_in_production_with_the_default_secret(
     assert "CONDUIT_SECRET_KEY must be set in production" in result.output
 
 
+def test_refuses_to_start_in_production_without_a_database_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONDUIT_ENV", "production")
+    monkeypatch.setenv("CONDUIT_SECRET_KEY", "s" * 32)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    result = runner.invoke(app, ["serve"])
+
+    assert result.exit_code == 2
+    assert result.output == (
+        "Invalid configuration:\n  DATABASE_URL must be set in production: "
+        "postgresql://user:password@host:5432/name, or sqlite:////path/to/conduit.db for one "
+        "process on one machine\n"
+    )
+
+
 def test_the_embedded_worker_writes_emails_to_the_log_without_an_smtp_server(
     tmp_path: Path,
 ) -> None:

@@ -83,8 +83,31 @@ def test_keys_shorter_than_256_bits_are_refused(
 def test_production_accepts_a_strong_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONDUIT_ENV", "production")
     monkeypatch.setenv("CONDUIT_SECRET_KEY", "s" * 32)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/conduit")
 
     assert Settings().env is Environment.PRODUCTION
+
+
+def test_production_refuses_the_default_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without DATABASE_URL a production process would keep its data in a SQLite file in the
+    directory it happens to start in."""
+    monkeypatch.setenv("CONDUIT_ENV", "production")
+    monkeypatch.setenv("CONDUIT_SECRET_KEY", "s" * 32)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    with pytest.raises(ValidationError, match="DATABASE_URL must be set in production"):
+        Settings()
+
+
+@pytest.mark.parametrize("url", ["sqlite:////data/conduit.db", "sqlite+aiosqlite:///./conduit.db"])
+def test_production_accepts_sqlite_named_explicitly(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("CONDUIT_ENV", "production")
+    monkeypatch.setenv("CONDUIT_SECRET_KEY", "s" * 32)
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    assert Settings().database.is_sqlite
 
 
 def test_cors_origins_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:

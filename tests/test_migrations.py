@@ -7,6 +7,7 @@ import sys
 import uuid
 import warnings
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -28,11 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import migrations
 from conduit.auth.models import AuthSession, RefreshToken, User
+from conduit.config import DatabaseSettings
 from conduit.database import (
     SCHEMA_REVISION,
     Base,
+    Schema,
     UTCDateTime,
+    connect,
+    create_engine,
     schema_revision,
+    schema_standing,
     utcnow,
 )
 
@@ -78,6 +84,41 @@ async def test_the_code_s_schema_revision_is_alembic_s_head(empty_engine: AsyncE
 
     assert head == SCHEMA_REVISION
     assert await schema_revision(empty_engine) == SCHEMA_REVISION
+
+
+@pytest.mark.parametrize(
+    ("revision", "expected"),
+    [
+        (SCHEMA_REVISION, Schema.CURRENT),
+        ("6b2e0c4f9a17", Schema.OLDER),
+        ("7bf4037cc97d", Schema.OLDER),
+        (None, Schema.OLDER),
+        # Not in this release's graph: a later release's migration.
+        ("0a1b2c3d4e5f", Schema.NEWER),
+    ],
+)
+async def test_a_schema_stands_to_the_release_by_alembic_s_graph(
+    revision: str | None, expected: Schema
+) -> None:
+    assert await schema_standing(revision) is expected
+
+
+async def test_the_embedded_default_leaves_a_newer_schema_alone(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A later release migrated the SQLite file: this release serves on it rather than asking
+    Alembic to upgrade from a revision it does not have."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the embedded default is SQLite")
+    settings = DatabaseSettings(url=f"sqlite:///{tmp_path / 'newer.db'}")
+    engine = create_engine(settings)
+    await migrations.upgrade(engine)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '0a1b2c3d4e5f'"))
+    await engine.dispose()
+
+    async with connect(settings) as database:
+        assert await schema_revision(database.engine) == "0a1b2c3d4e5f"
 
 
 async def test_usernames_differing_only_by_case_are_renamed_but_the_oldest(

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import ASGITransport, AsyncClient, Response
 from prometheus_client import REGISTRY
 from pydantic import SecretStr, ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conduit.config import (
     DatabaseSettings,
@@ -87,7 +89,54 @@ async def test_health_checks_answer_without_a_rate_limit(client: AsyncClient) ->
     assert live.json() == {"status": "ok"}
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["schema"] == "ok"
     assert "ratelimit" not in ready.headers
+
+
+async def _ready_at(client: AsyncClient, connection: AsyncConnection, revision: str) -> Response:
+    """Readiness with the database at `revision` (in the test's transaction, which the health
+    check reads through)."""
+    await connection.execute(
+        text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision}
+    )
+    return await client.get("/health/ready")
+
+
+async def test_readiness_accepts_a_newer_schema(
+    client: AsyncClient, connection: AsyncConnection
+) -> None:
+    """A later release migrated the database (a rolling deploy): this process still serves."""
+    ready = await _ready_at(client, connection, "0a1b2c3d4e5f")
+
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["schema"] == "newer"
+
+
+async def test_readiness_refuses_an_older_schema(
+    client: AsyncClient, connection: AsyncConnection
+) -> None:
+    """`conduit migrate` has not run: traffic is kept away until it has, without a restart."""
+    ready = await _ready_at(client, connection, "6b2e0c4f9a17")
+
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "errors": {"schema": ["is older than this release: run conduit migrate"]}
+    }
+    assert ready.headers["retry-after"] == "5"
+
+
+async def test_readiness_refuses_a_database_never_migrated(
+    client: AsyncClient, connection: AsyncConnection
+) -> None:
+    await connection.execute(text("DROP TABLE alembic_version"))
+
+    ready = await client.get("/health/ready")
+
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "errors": {"schema": ["is older than this release: run conduit migrate"]}
+    }
 
 
 async def test_metrics_can_be_turned_off_and_require_their_token(settings: Settings) -> None:

@@ -27,7 +27,7 @@ from pydantic_settings import SettingsError
 from sqlalchemy import exc
 from uvicorn.supervisors import ChangeReload
 
-from conduit import clients, config, database, logs, metrics, operations, server
+from conduit import clients, config, database, logs, metrics, operations, server, startup
 from conduit import seed as seeding
 from conduit.articles import service as articles_service
 from conduit.config import Environment, JobsBackend, Settings
@@ -163,6 +163,14 @@ def _metrics_port(settings: Settings, host: str) -> Iterator[None]:
         thread.join()
 
 
+def _check_at_start(settings: Settings, *, database_required: bool) -> None:
+    """`conduit.startup.check`: a refusal is its one log line and exit code 1."""
+    try:
+        asyncio.run(startup.check(settings, database_required=database_required))
+    except startup.Refused:
+        raise typer.Exit(code=1) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = (
@@ -196,6 +204,7 @@ def serve(
         raise _fail("--reload restarts one worker: leave out --workers or --reload.", 2, log=True)
     if reload and settings.env is Environment.PRODUCTION:
         raise _fail("--reload is for development, and CONDUIT_ENV is production.", 2, log=True)
+    _check_at_start(settings, database_required=False)
     shared_store = settings.redis.url is not None or settings.redis.rest_url is not None
     if workers > 1 and settings.cache.enabled and not shared_store:
         # Each worker would invalidate only its own memory and serve the others' stale entries.
@@ -286,9 +295,14 @@ def migrate(
     typer.echo(f"Database migrated to {revision}.")
 
 
+class _NotMigrated(Exception):
+    """The database is older than this release's migration."""
+
+
 async def _recount(settings: Settings) -> tuple[int, int]:
     async with clients.connect(settings, run_embedded_jobs=False) as connected:
-        if await database.schema_revision(connected.database.engine) != database.SCHEMA_REVISION:
+        revision = await database.schema_revision(connected.database.engine)
+        if await database.schema_standing(revision) is database.Schema.OLDER:
             raise _NotMigrated
         info = {database.CACHE: connected.cache}
         async with database.transaction(connected.database.sessions, info) as session:
@@ -306,9 +320,7 @@ def recount() -> None:
     try:
         before, after = _run(settings, _recount(settings))
     except _NotMigrated:
-        raise _fail(
-            "The database is not migrated to this release: run `conduit migrate` first."
-        ) from None
+        raise _fail(startup.NOT_MIGRATED) from None
     if before == after:
         typer.echo(f"Article total: {after:,}, right.")
     else:
@@ -362,16 +374,9 @@ def seed(
     typer.echo(f"Seeded {summary} in {time.monotonic() - started:.1f} s.")
 
 
-class _NotMigrated(Exception):
-    """The database is not at this release's migration."""
-
-
 async def _work(settings: Settings, *, drain: bool) -> str:
     """Run jobs until a signal, or with `drain` until none is due; what stopped them."""
     async with clients.connect(settings, run_embedded_jobs=False) as connected:
-        revision = await database.schema_revision(connected.database.engine)
-        if revision != database.SCHEMA_REVISION:
-            raise _NotMigrated
         if settings.metrics.worker_port is not None:
             start_http_server(settings.metrics.worker_port, registry=metrics.registry())
         jobs = connected.jobs
@@ -423,12 +428,8 @@ def worker(
         )
         raise typer.Exit(code=2)
     logs.configure(settings)
-    try:
-        stopped_by = _run(settings, _work(settings, drain=drain), log=True)
-    except _NotMigrated:
-        raise _fail(
-            "The database is not migrated to this release: run `conduit migrate` first.", log=True
-        ) from None
+    _check_at_start(settings, database_required=True)
+    stopped_by = _run(settings, _work(settings, drain=drain), log=True)
     runs = metrics.job_runs()
     logger.info(
         "worker_stopped: %s, %d job runs, %d failed",

@@ -373,6 +373,11 @@ class JobsSettings(BaseSettings):
     concurrency: int = Field(default=10, ge=1, le=1000)
     # Followers notified per statement when an author publishes.
     fan_out_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Once the oldest queued job has waited this long since it was due, the API warns (jobs
+    # piling up: the usual sign that no `conduit worker` runs), once per check.
+    wait_warning_seconds: float = Field(default=300.0, gt=0, le=7 * 86_400)
+    # How often each API process reads the queue for that warning.
+    wait_check_seconds: float = Field(default=60.0, gt=0, le=86_400)
     # The URL QStash delivers to: this deployment's public `.../jobs/qstash`.
     qstash_callback_url: str | None = None
 
@@ -448,6 +453,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CONDUIT_SECRET_KEY must be set in production, to at least 32 random bytes: "
                 "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def refuse_default_database_in_production(self) -> "Settings":
+        """The default, a SQLite file in whatever directory the process starts in, is for a
+        laptop: in production it would be a database nobody chose, lost with the container.
+        SQLite named explicitly is accepted (one process on one machine)."""
+        if self.env is Environment.PRODUCTION and "url" not in self.database.model_fields_set:
+            raise ValueError(
+                "DATABASE_URL must be set in production: postgresql://user:password@host:5432/"
+                "name, or sqlite:////path/to/conduit.db for one process on one machine"
             )
         return self
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
@@ -25,7 +26,19 @@ from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
 import aiosqlite
 import asyncpg
 from fastapi import Depends, Request, status
-from sqlalchemy import DateTime, Dialect, MetaData, Select, event, exc, inspect, text
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    MetaData,
+    Select,
+    column,
+    event,
+    exc,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -286,7 +299,11 @@ _EXPLANATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...]
     ),
     (ConnectionRefusedError, "connection refused by {where}: is PostgreSQL running there?"),
     (socket.gaierror, "cannot resolve the host {host!r} of DATABASE_URL"),
-    (TimeoutError, "no connection to {where} within {connect_timeout:g} s"),
+    (
+        TimeoutError,
+        "no connection to {where} within {connect_timeout:g} s: is it reachable from here (a "
+        "firewall, another network), or overloaded?",
+    ),
     (
         asyncpg.exceptions.QueryCanceledError,
         "{where} cancelled a statement ({cause}; the statement timeout is "
@@ -561,6 +578,16 @@ async def _sqlite_connection(
 SCHEMA_REVISION = "9c4e2a7b51d3"
 
 
+class Schema(StrEnum):
+    """How a database's schema stands to this release's (docs/decisions.md, "Start-up")."""
+
+    CURRENT = "ok"
+    # Migrated by a later release, as during a rolling deploy: this release still runs on it.
+    NEWER = "newer"
+    # Not migrated to this release, or never migrated: `conduit migrate` has not run.
+    OLDER = "older"
+
+
 async def schema_revision(engine: AsyncEngine) -> str | None:
     """The migration the database is at, None before the first."""
     async with engine.connect() as connection:
@@ -572,14 +599,50 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
         return revision
 
 
+_REVISION: Read[str] = Read(
+    lambda _: select(column("version_num")).select_from(table("alembic_version"))
+)
+
+
+async def read_schema_revision(reader: Reader) -> str | None:
+    """`schema_revision` on the read path's connections (the health check's)."""
+    try:
+        return await reader.scalar(_REVISION)
+    except asyncpg.exceptions.UndefinedTableError:
+        return None
+    except sqlite3.OperationalError as error:
+        if not str(error).startswith("no such table"):
+            raise
+        return None
+
+
+def _standing(revision: str | None) -> Schema:
+    from conduit import migrations  # noqa: PLC0415 (Alembic only for a schema not this release's)
+
+    return migrations.standing(revision)
+
+
+async def schema_standing(revision: str | None) -> Schema:
+    """How a database at `revision` stands to this release: one comparison when it is this
+    release's, else Alembic's revision graph, loaded in a thread (a few tenths of a second,
+    once)."""
+    if revision == SCHEMA_REVISION:
+        return Schema.CURRENT
+    return await asyncio.to_thread(_standing, revision)
+
+
 @contextlib.asynccontextmanager
 async def connect(settings: DatabaseSettings) -> AsyncIterator[Database]:
     """The engine for writes and migrations, and a reader on connections of its own. The
-    embedded SQLite default migrates itself; PostgreSQL is migrated by `conduit migrate`."""
+    embedded SQLite default migrates itself when its schema is older than this release's;
+    PostgreSQL is migrated by `conduit migrate`."""
     engine = create_engine(settings, bounded=True)
     open_reader = _sqlite_connection if settings.is_sqlite else _asyncpg_pool
     try:
-        if settings.is_sqlite and await schema_revision(engine) != SCHEMA_REVISION:
+        if (
+            settings.is_sqlite
+            and await schema_standing(await schema_revision(engine)) is Schema.OLDER
+        ):
             from conduit import migrations  # noqa: PLC0415 (Alembic: 0.1 s of a start)
 
             await migrations.upgrade(engine)

@@ -7,11 +7,14 @@ caching and jobs are meant to share it.
 
 import asyncio
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from conduit.config import RedisSettings
 
@@ -45,10 +48,13 @@ Command = tuple[str | bytes | int, ...]
 
 @dataclass
 class Outage:
-    """Whether a store is failing. The first failure logs one warning and the recovery one
-    line, whatever the number of requests in between."""
+    """Whether a store is failing. The first failure logs one warning, saying what to check,
+    and the recovery one line, whatever the number of requests in between."""
 
     store: str
+    # A failure in one line that starts with the variable to fix and says what to check,
+    # without credentials.
+    explain: Callable[[BaseException], str] = str
     retry_at: float = 0.0
     down: bool = False
     # The last failure was the store refusing a write for lack of memory (`Full`).
@@ -65,7 +71,11 @@ class Outage:
             cause = error.__cause__ or error
             logger.warning(
                 "shared_store_unavailable",
-                extra={"store": self.store, "error": type(cause).__name__, "detail": str(cause)},
+                extra={
+                    "store": self.store,
+                    "error": type(cause).__name__,
+                    "detail": self.explain(error),
+                },
             )
 
     def recovered(self) -> None:
@@ -81,7 +91,7 @@ class Redis:
     timeout_seconds: float
     # What a call raises when the store, not the caller, is at fault.
     errors: tuple[type[Exception], ...]
-    outage: Outage = field(default_factory=lambda: Outage("redis"))
+    outage: Outage
 
     async def run(self, commands: Sequence[Command]) -> list[object]:
         """The commands in one round trip (a pipeline), bounded by the timeout as a whole."""
@@ -106,7 +116,7 @@ class Upstash:
     client: "upstash_redis.asyncio.Redis"
     timeout_seconds: float
     errors: tuple[type[Exception], ...]
-    outage: Outage = field(default_factory=lambda: Outage("upstash"))
+    outage: Outage
 
     async def run(self, commands: Sequence[Command]) -> list[object]:
         """The commands in one request (Upstash's `/pipeline`), bounded by the timeout."""
@@ -127,10 +137,116 @@ class Memory:
     """Nothing to connect to: each user of the layer keeps its state in this process, which
     never fails."""
 
-    outage: Outage = field(default_factory=lambda: Outage("memory"))
+    outage: Outage
 
 
 Store = Redis | Upstash | Memory
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error`, then what it was raised from or while handling, down to the first cause."""
+    causes = []
+    cause: BaseException | None = error
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return causes
+
+
+_Explanations = tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...]
+
+
+def _redis_explanations() -> _Explanations:
+    from redis import exceptions
+
+    return (
+        (
+            ConnectionRefusedError,
+            "REDIS_URL: connection refused by {where}: is Redis running there, on that port?",
+        ),
+        (socket.gaierror, "REDIS_URL: cannot resolve the host {host!r}: is the name right?"),
+        (
+            exceptions.AuthenticationError,
+            "REDIS_URL: {where} refused the credentials: check the user and password in it",
+        ),
+        (
+            Full,
+            "REDIS_URL: {where} is out of memory and evicts nothing: set its maxmemory-policy "
+            "to allkeys-lru (docs/deployment.md, Redis memory)",
+        ),
+        (
+            (TimeoutError, exceptions.TimeoutError),
+            "REDIS_URL: no answer from {where} within {timeout:g} s: is it reachable from here "
+            "(a firewall, another network)? CONDUIT_REDIS_TIMEOUT_SECONDS sets the wait",
+        ),
+    )
+
+
+def _upstash_explanations() -> _Explanations:
+    import httpx
+
+    return (
+        (
+            ConnectionRefusedError,
+            "UPSTASH_REDIS_REST_URL: connection refused by {where}: is the URL right?",
+        ),
+        (
+            socket.gaierror,
+            "UPSTASH_REDIS_REST_URL: cannot resolve the host {host!r}: is the URL right?",
+        ),
+        (
+            (TimeoutError, httpx.TimeoutException),
+            "UPSTASH_REDIS_REST_URL: no answer from {where} within {timeout:g} s: if the "
+            "database is in another region, raise CONDUIT_REDIS_TIMEOUT_SECONDS",
+        ),
+        # Upstash answers a request it refuses, a wrong token first of all, with one error
+        # object where upstash-redis reads a pipeline's list of results.
+        (
+            AttributeError,
+            "UPSTASH_REDIS_REST_TOKEN: {where} refused the request: is the token this database's?",
+        ),
+    )
+
+
+def _explain(
+    error: BaseException,
+    explanations: _Explanations,
+    *,
+    variable: str,
+    where: str,
+    host: str | None,
+    timeout: float,
+) -> str:
+    causes = _causes(error)
+    for kind, template in explanations:
+        if any(isinstance(cause, kind) for cause in causes):
+            return template.format(where=where, host=host, timeout=timeout)
+    return f"{variable}: {where} unavailable: {causes[-1]}"
+
+
+def _explain_redis(url: str, timeout: float, error: BaseException) -> str:
+    parts = urlsplit(url)
+    where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+    return _explain(
+        error,
+        _redis_explanations(),
+        variable="REDIS_URL",
+        where=where,
+        host=parts.hostname,
+        timeout=timeout,
+    )
+
+
+def _explain_upstash(url: str, timeout: float, error: BaseException) -> str:
+    parts = urlsplit(url)
+    return _explain(
+        error,
+        _upstash_explanations(),
+        variable="UPSTASH_REDIS_REST_URL",
+        where=parts.netloc.rpartition("@")[2],
+        host=parts.hostname,
+        timeout=timeout,
+    )
 
 
 def _text(part: str | bytes | int) -> str:
@@ -163,7 +279,12 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
         )
         client = redis.asyncio.Redis.from_pool(pool)
         try:
-            yield Redis(client, settings.timeout_seconds, (RedisError, OSError, TimeoutError))
+            yield Redis(
+                client,
+                settings.timeout_seconds,
+                (RedisError, OSError, TimeoutError),
+                Outage("redis", partial(_explain_redis, settings.url, settings.timeout_seconds)),
+            )
         finally:
             await client.aclose()
     elif settings.rest_url is not None and settings.rest_token is not None:
@@ -191,8 +312,16 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
                 TimeoutError,
                 AttributeError,
             )
-            yield Upstash(rest, settings.timeout_seconds, errors)
+            yield Upstash(
+                rest,
+                settings.timeout_seconds,
+                errors,
+                Outage(
+                    "upstash",
+                    partial(_explain_upstash, settings.rest_url, settings.timeout_seconds),
+                ),
+            )
         finally:
             await rest.close()
     else:
-        yield Memory()
+        yield Memory(Outage("memory"))

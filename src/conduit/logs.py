@@ -125,6 +125,8 @@ def config(settings: Settings) -> dict[str, Any]:
             "alembic": {"level": "WARNING"},
             # `conduit serve --reload`: uvicorn's own line names the files that changed.
             "watchfiles": {"level": "WARNING"},
+            # Seven lines at INFO whenever Alembic is imported, saying nothing to an operator.
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 

@@ -19,6 +19,7 @@ from conduit.cache.anonymous import AnonymousReads
 from conduit.comments.router import router as comments_router
 from conduit.config import Environment, JobsBackend, Settings
 from conduit.errors import register_error_handlers
+from conduit.jobs import backlog
 from conduit.middleware import BodySizeLimitMiddleware, RequestContext, SecurityHeadersMiddleware
 from conduit.notifications.router import router as notifications_router
 from conduit.profiles.router import router as profiles_router
@@ -72,10 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """Every client of the process is created here and closed on shutdown."""
-        async with clients.connect(
-            settings, run_embedded_jobs=settings.jobs.run_in_api
-        ) as connected:
+        """Every client of the process is created here and closed on shutdown, and the job
+        queue watched (`conduit.jobs.backlog`)."""
+        async with (
+            clients.connect(settings, run_embedded_jobs=settings.jobs.run_in_api) as connected,
+            backlog.watching(settings, connected.database),
+        ):
             if settings.metrics.enabled:
                 metrics.observe_pool(connected.database.engine)
             if tracer_provider is not None:

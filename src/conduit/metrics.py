@@ -141,6 +141,14 @@ def jobs_by_status(counts: dict[str, int]) -> GaugeMetricFamily:
     return family
 
 
+def oldest_queued_age(seconds: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "conduit_jobs_oldest_queued_age_seconds",
+        "How long the oldest queued job has waited since it was due (0 when none has).",
+        value=seconds,
+    )
+
+
 def render(*scraped: GaugeMetricFamily) -> bytes:
     extra = CollectorRegistry(auto_describe=False)
     extra.register(_Values(scraped))

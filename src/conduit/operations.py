@@ -4,21 +4,28 @@ INFO (`conduit.middleware.RequestContext`)."""
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import exc, literal, select
+from sqlalchemy import exc
 
 from conduit import database, kv, metrics
 from conduit.config import Settings
-from conduit.database import UNAVAILABLE, Database, Read, report_unavailable, unavailable
+from conduit.database import (
+    UNAVAILABLE,
+    Database,
+    Schema,
+    read_schema_revision,
+    report_unavailable,
+    schema_standing,
+    unavailable,
+)
 from conduit.errors import Unauthorized, error_response, register_error_handlers
-from conduit.jobs import admin
+from conduit.jobs import backlog
 
 # A check that takes longer has failed: a platform's probe waits a few seconds at most.
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -33,45 +40,49 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-# On the read path's connections: on SQLite the only write connection may be busy writing.
-_ONE: Read[int] = Read(lambda _: select(literal(1)))
-
-
-async def _database_answers(settings: Settings, database: Database) -> bool:
+async def _schema(settings: Settings, database: Database) -> Schema | None:
+    """How the database's schema stands to this release's, None when the database does not
+    answer. On the read path's connections: on SQLite the only write connection may be busy
+    writing."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            await database.reader.scalar(_ONE)
+            revision = await read_schema_revision(database.reader)
     except (exc.DBAPIError, *UNAVAILABLE) as error:
         if not unavailable(error):
             raise
         report_unavailable(settings.database, error)
-        return False
-    return True
+        return None
+    return await schema_standing(revision)
 
 
-async def _store_answers(store: kv.Redis | kv.Upstash) -> bool:
+async def _store_answers(store: kv.Redis | kv.Upstash) -> str | None:
     try:
         await store.run([("PING",)])
     except kv.Unavailable as error:
         store.outage.failed(error)
-        return False
+        return None
     store.outage.recovered()
-    return True
+    return "ok"
 
 
 @router.get("/health/ready")
 async def ready(request: Request) -> Response:
-    """The database answers, and the shared store when one is configured: this process can
-    serve. A 503 names what does not answer; the log says why, once per interval."""
+    """The database answers with a schema of this release or a later one, and the shared store
+    answers when one is configured: this process can serve. A 503 names what does not answer,
+    or `schema` when the database is older than this release (`conduit migrate` has not run);
+    the log says why a check failed, once per interval."""
     state = request.app.state
-    checks: dict[str, Any] = {"database": _database_answers(state.settings, state.database)}
+    checks: dict[str, Awaitable[str | None]] = {"database": _schema(state.settings, state.database)}
     if not isinstance(state.store, kv.Memory):
         checks["redis"] = _store_answers(state.store)
     answers = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
-    failed = {name: ["is unavailable"] for name, answered in answers.items() if not answered}
+    failed = {name: ["is unavailable"] for name, answer in answers.items() if answer is None}
+    schema = answers.pop("database")
+    if schema is Schema.OLDER:
+        failed["schema"] = ["is older than this release: run conduit migrate"]
     if failed:
         return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, failed, _RETRY_AFTER)
-    return JSONResponse({"status": "ok", "checks": dict.fromkeys(answers, "ok")})
+    return JSONResponse({"status": "ok", "checks": {"database": "ok", "schema": schema, **answers}})
 
 
 _RETRY_AFTER = MappingProxyType({"Retry-After": "5"})
@@ -91,25 +102,21 @@ def _authorize(settings: Settings, request: Request) -> None:
         raise _BearerRequired("token", "is missing or invalid")
 
 
-async def _job_counts(settings: Settings, database: Database) -> dict[str, int] | None:
-    """The queue's depth by status, or None while the database does not answer (the rest of
-    the scrape still does)."""
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            return await admin.counts(settings, database)
-    except (exc.DBAPIError, *UNAVAILABLE) as error:
-        if not unavailable(error):
-            raise
-        report_unavailable(settings.database, error)
-        return None
-
-
 @metrics_router.get("/metrics")
 async def scrape(request: Request) -> Response:
+    """Every process's samples, and the job queue read from the database (omitted while it
+    does not answer: the rest of the scrape still does)."""
     state = request.app.state
     _authorize(state.settings, request)
-    counts = await _job_counts(state.settings, state.database)
-    scraped = () if counts is None else (metrics.jobs_by_status(counts),)
+    queue = await backlog.read(state.settings, state.database)
+    scraped = (
+        ()
+        if queue is None
+        else (
+            metrics.jobs_by_status(queue.counts),
+            metrics.oldest_queued_age(queue.oldest_wait_seconds),
+        )
+    )
     body = await asyncio.to_thread(metrics.render, *scraped)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

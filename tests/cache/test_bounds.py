@@ -3,6 +3,7 @@ empty pages, at most its cache fills, none bigger than the largest entry; and a 
 its `maxmemory` does not switch rate limiting off. The Redis is the test's own, so every key
 in it is the test's."""
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -148,18 +149,24 @@ async def _fill(own_redis: OwnRedis) -> None:
 
 
 async def test_a_full_redis_does_not_switch_rate_limiting_off(
-    store: kv.Store, own_redis: OwnRedis
+    store: kv.Store, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A Redis at its `maxmemory` with `noeviction` refuses the limiter's scripts (they
-    write): every policy is then counted in the process, not let through."""
+    write): every policy is then counted in the process, not let through; the log says what
+    to set."""
     await _fill(own_redis)
     rates = RateLimitSettings(anonymous=Rate(quota=2, window_seconds=60))
     limiter = RateLimiter(Policies.from_settings(rates), store, prefix="full")
     anonymous = limiter.policies.anonymous
 
-    decisions = [(await limiter.limit(anonymous, "203.0.113.9"))[0] for _ in range(3)]
+    with caplog.at_level(logging.WARNING, logger="conduit.kv"):
+        decisions = [(await limiter.limit(anonymous, "203.0.113.9"))[0] for _ in range(3)]
 
     assert store.outage.full
+    assert [record.detail for record in caplog.records] == [  # type: ignore[attr-defined]
+        f"REDIS_URL: 127.0.0.1:{own_redis.port} is out of memory and evicts nothing: set its "
+        "maxmemory-policy to allkeys-lru (docs/deployment.md, Redis memory)"
+    ]
     assert [decision.allowed if decision else None for decision in decisions] == [
         True,
         True,

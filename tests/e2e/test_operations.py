@@ -19,7 +19,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.databases import create_postgres_database, drop_postgres_database
+from conduit.database import SCHEMA_REVISION
+from tests.databases import create_postgres_database, drop_postgres_database, stamp_revision
 from tests.e2e.conftest import (
     REPO_ROOT,
     SERVER_SECRET_KEY,
@@ -280,14 +281,52 @@ def test_in_production_metrics_are_off_the_api_port_and_on_their_own(
         assert (("status", "queued"),) in _samples(scrape.text, "conduit_jobs")
 
 
-def test_an_unreachable_database_fails_readiness_with_one_line_per_interval(
+def test_jobs_piling_up_without_a_worker_are_a_metric_and_a_warning(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """No `conduit worker` runs (and on SQLite the API runs no jobs either): with two workers,
+    the API warns once the oldest job has waited past the threshold, and every scrape,
+    whichever worker answers it, reports that wait."""
+    piling = env | {
+        "CONDUIT_JOBS_RUN_IN_API": "false",
+        "CONDUIT_JOBS_WAIT_WARNING_SECONDS": "0.5",
+        "CONDUIT_JOBS_WAIT_CHECK_SECONDS": "0.2",
+    }
+    with (
+        serving(piling, tmp_path, workers=2) as server,
+        httpx.Client(trust_env=False, timeout=10) as client,
+    ):
+        _register(client, server, "waiting", "waiting-1")
+        deadline = time.monotonic() + 30
+        while "jobs_waiting" not in server.log_path.read_text():
+            assert time.monotonic() < deadline, "no jobs_waiting line within 30 s"
+            time.sleep(0.1)
+        scrapes = [client.get(f"{server.base_url}/metrics") for _ in range(4)]
+        records = _stopped(server)
+
+    warning = next(record for record in records if record["event"] == "jobs_waiting")
+    assert warning["level"] == "warning"
+    assert warning["queued"] == 1
+    assert warning["detail"].startswith(
+        "the oldest job due has waited more than 0.5 s (CONDUIT_JOBS_WAIT_WARNING_SECONDS): "
+        "is a `conduit worker` running"
+    )
+    for scrape in scrapes:
+        assert _samples(scrape.text, "conduit_jobs_oldest_queued_age_seconds")[()] > 0.5
+        assert _samples(scrape.text, "conduit_jobs")[(("status", "queued"),)] == 1
+
+
+def test_an_unreachable_database_and_store_are_named_at_start_and_fail_readiness(
     tmp_path: Path,
 ) -> None:
-    """The server starts; readiness and every request answer 503 with `Retry-After`; the log
-    says why once, not a traceback per request."""
+    """The server starts, saying at once which variables point where nothing answers;
+    readiness and every request answer 503 with `Retry-After`; the log says why once, not a
+    traceback per request."""
+    database_port, redis_port = free_port(), free_port()
     down = {
         **os.environ,
-        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/conduit",
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{database_port}/conduit",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "CONDUIT_SECRET_KEY": SECRET_KEY,
     }
     log_path = tmp_path / "down.log"
@@ -302,13 +341,98 @@ def test_an_unreachable_database_fails_readiness_with_one_line_per_interval(
     log = log_path.read_text()
 
     assert {answer.status_code for answer in answers} == {503}
-    assert answers[0].json() == {"errors": {"database": ["is unavailable"]}}
+    assert answers[0].json() == {
+        "errors": {"database": ["is unavailable"], "redis": ["is unavailable"]}
+    }
     assert answers[-1].json() == {"errors": {"database": ["is unavailable, retry shortly"]}}
     assert answers[-1].headers["retry-after"] == "5"
     assert "Traceback" not in log
-    warnings = [line for line in log.splitlines() if "database_unavailable" in line]
+    lines = log.splitlines()
+    [database_at_start] = [line for line in lines if "database_unreachable" in line]
+    assert (
+        f"DATABASE_URL: connection refused by 127.0.0.1:{database_port}: is PostgreSQL running "
+        "there?" in database_at_start
+    )
+    [store_at_start] = [line for line in lines if "shared_store_unreachable" in line]
+    assert (
+        f"REDIS_URL: connection refused by 127.0.0.1:{redis_port}: is Redis running there, on "
+        "that port?" in store_at_start
+    )
+    warnings = [line for line in lines if "database_unavailable" in line]
     assert len(warnings) == 1
     assert "connection refused by 127.0.0.1" in warnings[0]
+    [store_down] = [line for line in lines if "shared_store_unavailable" in line]
+    assert f"REDIS_URL: connection refused by 127.0.0.1:{redis_port}" in store_down
+
+
+def test_the_worker_refuses_a_database_that_does_not_answer() -> None:
+    port = free_port()
+    worker = _run(
+        ["worker"],
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/conduit",
+        CONDUIT_SECRET_KEY=SECRET_KEY,
+    )
+
+    assert worker.returncode == 1
+    assert worker.stderr == ""
+    [line] = worker.stdout.splitlines()
+    assert "database_unreachable" in line
+    assert f"DATABASE_URL: connection refused by 127.0.0.1:{port}" in line
+
+
+def _postgres_server() -> str:
+    server = os.environ.get("TEST_DATABASE_URL")
+    if server is None:
+        pytest.skip("TEST_DATABASE_URL is not set (CI sets it)")
+    return server
+
+
+@pytest.mark.parametrize(("revision", "workers"), [(None, 2), ("6b2e0c4f9a17", 1)])
+def test_serve_refuses_a_schema_older_than_the_release_before_it_listens(
+    revision: str | None, workers: int
+) -> None:
+    """Never migrated, or migrated by an earlier release: one line naming `conduit migrate`,
+    before any server or worker process starts."""
+    server = _postgres_server()
+    database = asyncio.run(create_postgres_database(server))
+    port = free_port()
+    try:
+        if revision is not None:
+            asyncio.run(stamp_revision(database, revision))
+        serve = _run(
+            ["serve", "--port", str(port), "--workers", str(workers)],
+            DATABASE_URL=database,
+            CONDUIT_SECRET_KEY=SECRET_KEY,
+        )
+    finally:
+        asyncio.run(drop_postgres_database(server, database))
+
+    assert serve.returncode == 1
+    assert serve.stderr == ""
+    [line] = serve.stdout.splitlines()
+    assert "The database is not migrated to this release: run `conduit migrate` first." in line
+
+
+def test_serve_and_worker_run_on_a_schema_a_later_release_migrated(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A rolling deploy: the new release migrated first, this one's processes still start,
+    each saying so once, and readiness reports the schema as newer."""
+    _postgres_server()
+    asyncio.run(stamp_revision(env["DATABASE_URL"], "0a1b2c3d4e5f"))
+    with (
+        serving(env, tmp_path) as server,
+        working(env, tmp_path) as worker,
+        httpx.Client(trust_env=False, timeout=10) as client,
+    ):
+        ready = client.get(f"{server.base_url}/health/ready")
+        records = _stopped(server)
+
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["schema"] == "newer"
+    [newer] = [record for record in records if record["event"] == "schema_newer"]
+    assert (newer["revision"], newer["release_revision"]) == ("0a1b2c3d4e5f", SCHEMA_REVISION)
+    assert worker.log().count("schema_newer") == 1
 
 
 def test_the_otel_variables_turn_tracing_on(env: dict[str, str], tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 warning for the whole outage, sign-in keeps a limit in this process, and counting in the store
 resumes when it is back. The store is a Redis server the test starts and stops itself."""
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -89,23 +88,6 @@ async def test_while_the_store_is_down_requests_are_served_and_limiting_resumes_
     assert any(key.startswith(b"outage:ratelimit:anonymous:") for key in own_redis.stored_keys())
 
 
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """A port that accepts connections and never answers: a store hung, or a network dropping
-    packets."""
-    connections: list[asyncio.StreamWriter] = []
-
-    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for writer in connections:
-        writer.close()
-    server.close()
-    await server.wait_closed()
-
-
 @pytest.mark.parametrize("kind", ["redis", "upstash"])
 async def test_a_store_that_never_answers_costs_a_request_no_more_than_the_timeout(
     client: AsyncClient,
@@ -134,3 +116,11 @@ async def test_a_store_that_never_answers_costs_a_request_no_more_than_the_timeo
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert [r.msg for r in caplog.records] == ["shared_store_unavailable"]
     assert caplog.records[0].error == "TimeoutError"  # type: ignore[attr-defined]
+    where = f"127.0.0.1:{silent_server}"
+    assert caplog.records[0].detail == (  # type: ignore[attr-defined]
+        f"REDIS_URL: no answer from {where} within 0.2 s: is it reachable from here (a "
+        "firewall, another network)? CONDUIT_REDIS_TIMEOUT_SECONDS sets the wait"
+        if kind == "redis"
+        else f"UPSTASH_REDIS_REST_URL: no answer from {where} within 0.2 s: if the database is "
+        "in another region, raise CONDUIT_REDIS_TIMEOUT_SECONDS"
+    )

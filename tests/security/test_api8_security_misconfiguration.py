@@ -6,13 +6,15 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr, ValidationError
 
-from conduit.config import AuthSettings, Environment, HttpSettings, Settings
+from conduit.config import AuthSettings, DatabaseSettings, Environment, HttpSettings, Settings
 from conduit.main import create_app
 from tests.factories import PASSWORD, auth, oauth_tokens, register
 
 pytestmark = pytest.mark.anyio
 
 STRONG_SECRET = SecretStr("a-production-secret-of-at-least-32-bytes")
+# Production needs it named; these apps are never started, so it is never opened.
+NAMED_DATABASE = DatabaseSettings(url="sqlite:///./conduit.db")
 
 
 def _client(app: FastAPI) -> AsyncClient:
@@ -93,10 +95,15 @@ async def test_hsts_over_https_from_a_trusted_proxy_only() -> None:
 
 
 async def test_docs_are_off_in_production_unless_enabled() -> None:
-    production = Settings(env=Environment.PRODUCTION, auth=AuthSettings(secret_key=STRONG_SECRET))
+    production = Settings(
+        env=Environment.PRODUCTION,
+        auth=AuthSettings(secret_key=STRONG_SECRET),
+        database=NAMED_DATABASE,
+    )
     enabled = Settings(
         env=Environment.PRODUCTION,
         auth=AuthSettings(secret_key=STRONG_SECRET),
+        database=NAMED_DATABASE,
         http=HttpSettings(docs_enabled=True),
     )
 

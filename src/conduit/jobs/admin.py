@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, select, update
 
 from conduit.config import JobsBackend, Settings
 from conduit.database import Database, transaction, utcnow
@@ -33,7 +33,7 @@ class Listed:
 
 
 # PgQueuer's names for the states it has (it publishes nothing).
-_PGQUEUER_STATUS: "dict[Status, JOB_STATUS]" = {
+PGQUEUER_STATUS: "dict[Status, JOB_STATUS]" = {
     Status.QUEUED: "queued",
     Status.RUNNING: "picked",
     Status.FAILED: "failed",
@@ -52,9 +52,9 @@ async def listing(
             return []
         from conduit.jobs import postgres  # noqa: PLC0415 (PgQueuer only where it is used)
 
-        ours = {theirs: mine for mine, theirs in _PGQUEUER_STATUS.items()}
+        ours = {theirs: mine for mine, theirs in PGQUEUER_STATUS.items()}
         async with postgres.admin(settings.database) as queries:
-            statuses = None if status is None else [_PGQUEUER_STATUS[status]]
+            statuses = None if status is None else [PGQUEUER_STATUS[status]]
             jobs = await queries.browse_queue(limit=limit, statuses=statuses)
         return [
             Listed(
@@ -84,26 +84,6 @@ async def listing(
             )
             for record in records
         ]
-
-
-async def counts(settings: Settings, database: Database) -> dict[str, int]:
-    """How many jobs are in each state: the queue's depth, what runs, and the dead letter."""
-    found = dict.fromkeys(Status, 0)
-    async with database.engine.connect() as connection:
-        if settings.jobs_backend is JobsBackend.PGQUEUER:
-            ours = {theirs: mine for mine, theirs in _PGQUEUER_STATUS.items()}
-            rows = await connection.execute(
-                text("SELECT status::text, count(*) FROM pgqueuer GROUP BY status")
-            )
-            for theirs, count in rows:
-                if theirs in ours:
-                    found[ours[theirs]] = count
-        else:
-            rows = await connection.execute(
-                select(JobRecord.status, func.count()).group_by(JobRecord.status)
-            )
-            found.update(dict(rows.all()))
-    return {str(status): count for status, count in found.items()}
 
 
 async def retry(settings: Settings, database: Database, ids: list[str]) -> int:

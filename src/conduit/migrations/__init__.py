@@ -8,6 +8,7 @@ on: migrations are additive). On PostgreSQL a revision waits at most `lock_timeo
 each lock: while a DDL statement waits, every later statement on its table queues behind it.
 """
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from conduit.database import Schema
 
 logger = logging.getLogger(__name__)
 
@@ -194,3 +197,18 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
         await connection.run_sync(
             lambda sync_connection: command.downgrade(alembic_config(sync_connection), revision)
         )
+
+
+@functools.cache
+def standing(revision: str | None) -> Schema:
+    """How a database at `revision` stands to this release's head: the head itself, one of its
+    ancestors (older: `conduit migrate` brings it up), or a revision this release's graph does
+    not have. A later release's migrations descend from this head, so a revision they wrote is
+    one this graph cannot know: an unknown revision is taken for newer (docs/decisions.md,
+    "Start-up")."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    if revision == head:
+        return Schema.CURRENT
+    ancestors = {ancestor.revision for ancestor in script.iterate_revisions(head, "base")}
+    return Schema.OLDER if revision is None or revision in ancestors else Schema.NEWER
