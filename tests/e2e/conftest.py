@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.databases import create_postgres_database, drop_postgres_database
+from tests.e2e import realworld
 from tests.redis_keys import delete_keys
 from tests.threaded import free_port
 from tests.upstash_rest import serving as serving_upstash
@@ -33,9 +34,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE_DIR = REPO_ROOT / "conformance"
 CONFORMANCE_BIN = CONFORMANCE_DIR / "node_modules" / ".bin"
 CONFORMANCE_TOOLS = ("bru", "newman")
-REALWORLD_DIR_ENV = "CONDUIT_REALWORLD_DIR"
-BRUNO_EXCLUDED_FOLDERS = frozenset({"environments"})
-NO_BRUNO_FOLDERS = "no-bruno-folders-found"
 
 SERVER_READY_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 15.0
@@ -48,32 +46,9 @@ SERVER_SECRET_KEY = "e2e-conformance-secret-key-0123456789abcdef"
 _SUMMARY_KEY = pytest.StashKey[list[str]]()
 
 
-def locate_realworld_dir() -> Path:
-    """``$CONDUIT_REALWORLD_DIR``, else the ``shared/realworld`` directory beside the repository."""
-    override = os.environ.get(REALWORLD_DIR_ENV)
-    if override:
-        return Path(override).expanduser().resolve()
-    return REPO_ROOT.parent / "shared" / "realworld"
-
-
-def discover_bruno_folders(bruno_dir: Path) -> list[str]:
-    """The Bruno collection's request folders, or a sentinel for which the test fails loudly."""
-    if not bruno_dir.is_dir():
-        return [NO_BRUNO_FOLDERS]
-    folders = sorted(
-        entry.name
-        for entry in bruno_dir.iterdir()
-        if entry.is_dir()
-        and not entry.name.startswith(".")
-        and entry.name not in BRUNO_EXCLUDED_FOLDERS
-    )
-    return folders or [NO_BRUNO_FOLDERS]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bruno_folder" in metafunc.fixturenames:
-        bruno_dir = locate_realworld_dir() / "current" / "bruno"
-        metafunc.parametrize("bruno_folder", discover_bruno_folders(bruno_dir))
+        metafunc.parametrize("bruno_folder", realworld.bruno_folders(realworld.load_manifest()))
 
 
 def pytest_terminal_summary(
@@ -95,7 +70,14 @@ def conformance_summary(request: pytest.FixtureRequest) -> list[str]:
 
 @pytest.fixture(scope="session")
 def realworld_dir() -> Path:
-    path = locate_realworld_dir()
+    """The RealWorld suites (`tests.e2e.realworld`); the tests that need them are skipped, in
+    one line saying where to get them, when they are not here and cannot be fetched."""
+    try:
+        path = realworld.locate(realworld.load_manifest())
+    except realworld.Unavailable as error:
+        pytest.skip(str(error))
+    except realworld.Mismatch as error:
+        pytest.fail(f"Refused the fetched RealWorld suites: {error}", pytrace=False)
     expected = (
         path / "current" / "bruno" / "bruno.json",
         path / "legacy" / "Conduit.postman_collection.json",
@@ -103,8 +85,7 @@ def realworld_dir() -> Path:
     missing = [str(candidate) for candidate in expected if not candidate.is_file()]
     if missing:
         pytest.fail(
-            f"RealWorld conformance suites not found under {path} (missing: {', '.join(missing)}). "
-            f"Place shared/realworld beside the repository or set {REALWORLD_DIR_ENV}.",
+            f"RealWorld conformance suites not found under {path} (missing: {', '.join(missing)}).",
             pytrace=False,
         )
     return path
@@ -124,6 +105,10 @@ def _installed_version(package: str) -> str | None:
     return version
 
 
+def _runners() -> str:
+    return ", ".join(f"{package} {version}" for package, version in _pinned_versions().items())
+
+
 def _runners_installed() -> bool:
     if not all((CONFORMANCE_BIN / tool).exists() for tool in CONFORMANCE_TOOLS):
         return False
@@ -140,15 +125,14 @@ def _tail(output: str, lines: int = LOG_TAIL_LINES) -> str:
 def conformance_bin() -> Path:
     """``conformance/node_modules/.bin`` holding the pinned runners (``npm ci`` if missing)."""
     if shutil.which("node") is None:
-        pytest.fail("Node.js (`node`) is required to run the conformance suites.", pytrace=False)
+        pytest.skip(f"Node.js is not on PATH: the conformance runners ({_runners()}) need it")
     if _runners_installed():
         return CONFORMANCE_BIN
     npm = shutil.which("npm")
     if npm is None:
-        pytest.fail(
-            f"The conformance runners are not installed in {CONFORMANCE_DIR} and `npm` is not "
-            "on PATH to install them (`npm ci` in conformance/).",
-            pytrace=False,
+        pytest.skip(
+            f"npm is not on PATH to install the conformance runners ({_runners()}) "
+            f"with `npm ci` in {CONFORMANCE_DIR}"
         )
     _run_or_fail(
         [npm, "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
