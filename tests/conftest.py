@@ -38,7 +38,7 @@ from conduit.ratelimit.policies import Policies
 from tests import upstash_rest
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.readers import driver_reader
-from tests.redis_keys import delete_keys
+from tests.redis_keys import STORE_TIMEOUT_SECONDS, delete_keys
 from tests.smtp import Mailbox, receiving
 from tests.statements import RecordingReader, StatementRecorder
 
@@ -69,7 +69,11 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 @pytest.fixture(scope="session")
 async def redis_settings() -> AsyncIterator[RedisSettings]:
     url = os.environ.get("TEST_REDIS_URL")
-    settings = RedisSettings(url=url, key_prefix=f"conduit-test-{uuid.uuid4().hex[:12]}")
+    settings = RedisSettings(
+        url=url,
+        key_prefix=f"conduit-test-{uuid.uuid4().hex[:12]}",
+        timeout_seconds=STORE_TIMEOUT_SECONDS,
+    )
     yield settings
     if url is not None:
         await delete_keys(url, f"{settings.key_prefix}:*")

@@ -26,7 +26,7 @@ import pytest
 
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.e2e import realworld
-from tests.redis_keys import delete_keys
+from tests.redis_keys import STORE_TIMEOUT_SECONDS, delete_keys
 from tests.threaded import free_port
 from tests.upstash_rest import serving as serving_upstash
 
@@ -182,6 +182,7 @@ def _server_env(database_url: str) -> dict[str, str]:
     if redis_url:
         env["REDIS_URL"] = redis_url
         env["CONDUIT_REDIS_KEY_PREFIX"] = f"conduit-e2e-{uuid.uuid4().hex[:12]}"
+        env["CONDUIT_REDIS_TIMEOUT_SECONDS"] = str(STORE_TIMEOUT_SECONDS)
     return env
 
 
@@ -210,18 +211,17 @@ def shared_store_env(kind: str) -> Iterator[dict[str, str]]:
         pytest.skip("TEST_REDIS_URL is not set (CI sets it)")
     prefix = f"conduit-e2e-{uuid.uuid4().hex[:12]}"
     try:
+        timeout = {"CONDUIT_REDIS_TIMEOUT_SECONDS": str(STORE_TIMEOUT_SECONDS)}
         if kind == "redis":
-            yield {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix}
+            yield {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix} | timeout
             return
         token = secrets.token_urlsafe(16)
         with serving_upstash(redis_url, token) as url:
-            # The emulator shares this process with the test's client: more time than Upstash.
             yield {
                 "UPSTASH_REDIS_REST_URL": url,
                 "UPSTASH_REDIS_REST_TOKEN": token,
-                "CONDUIT_REDIS_TIMEOUT_SECONDS": "2",
                 "CONDUIT_REDIS_KEY_PREFIX": prefix,
-            }
+            } | timeout
     finally:
         asyncio.run(delete_keys(redis_url, f"{prefix}:*"))
 

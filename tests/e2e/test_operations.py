@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ pytestmark = pytest.mark.e2e
 
 PASSWORD = "operations-password-0123"
 SECRET_KEY = SERVER_SECRET_KEY
+# Far beyond what a job takes: only a job that never runs waits this long.
+JOB_DEADLINE_SECONDS = 60
 
 
 @pytest.fixture
@@ -132,9 +134,7 @@ def test_a_job_s_log_lines_carry_the_request_id_that_enqueued_it(
         if on_postgres:
             with working(worker_env, tmp_path) as worker:
                 _register(client, server, "traced", "trace-me-42")
-                deadline = time.monotonic() + 15
-                while "job_done" not in worker.log() and time.monotonic() < deadline:
-                    time.sleep(0.1)
+                _until_logged(worker.log, "job_done")
                 scrape = client.get(f"http://127.0.0.1:{metrics_port}/metrics").text
                 worker.process.send_signal(signal.SIGTERM)
                 worker.process.wait(timeout=30)
@@ -143,7 +143,7 @@ def test_a_job_s_log_lines_carry_the_request_id_that_enqueued_it(
             assert runs[(("outcome", "done"), ("task", "auth.welcome_email"))] == 1
         else:
             _register(client, server, "traced", "trace-me-42")
-            time.sleep(1)
+            _until_logged(server.log_path.read_text, "job_done")
         records = _stopped(server)
     if on_postgres:
         records = [json.loads(line) for line in log.splitlines()]
@@ -151,6 +151,15 @@ def test_a_job_s_log_lines_carry_the_request_id_that_enqueued_it(
     assert [(record["request_id"], record["task"]) for record in done] == [
         ("trace-me-42", "auth.welcome_email")
     ]
+
+
+def _until_logged(log: Callable[[], str], event: str) -> None:
+    """Until `event` is in the log (a job runs when it runs: on a loaded machine, seconds)."""
+    deadline = time.monotonic() + JOB_DEADLINE_SECONDS
+    while event not in log():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {event} within {JOB_DEADLINE_SECONDS} s:\n{log()[-5000:]}")
+        time.sleep(0.05)
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
