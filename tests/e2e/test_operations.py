@@ -239,6 +239,7 @@ def test_in_production_metrics_are_off_the_api_port_and_on_their_own(
         assert (("status", "queued"),) in _samples(scrape.text, "conduit_jobs")
 
 
+@pytest.mark.one_pass
 def test_an_unreachable_database_fails_readiness_with_one_line_per_interval(
     tmp_path: Path,
 ) -> None:
@@ -331,6 +332,7 @@ def _run(arguments: list[str], **variables: str) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
@@ -368,6 +370,7 @@ def test_a_refused_configuration_is_two_lines_without_the_value(
     assert "too-short-secret-value" not in result.stderr
 
 
+@pytest.mark.one_pass
 def test_an_unreachable_or_unknown_database_is_one_line() -> None:
     refused = _run(["migrate"], DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     assert refused.returncode == 1
@@ -405,6 +408,7 @@ def test_an_unknown_postgres_database_and_an_unmigrated_one_are_one_line() -> No
     assert "The database is not migrated to this release: run `conduit migrate` first." in last
 
 
+@pytest.mark.one_pass
 def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

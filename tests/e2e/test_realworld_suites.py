@@ -18,6 +18,8 @@ from starlette.routing import Route
 from tests import threaded
 from tests.e2e import realworld
 
+pytestmark = pytest.mark.one_pass
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CURRENT = {
     "openapi.yml": b"openapi: 3.1.0\n",
