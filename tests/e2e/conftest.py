@@ -68,14 +68,44 @@ def conformance_summary(request: pytest.FixtureRequest) -> list[str]:
     return request.config.stash.setdefault(_SUMMARY_KEY, [])
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The conformance tests that are to run are skipped, in one line for them all, when their
+    suites or their runners cannot be had here. Last, so that only tests still selected fetch."""
+    conformance = [item for item in items if "realworld_dir" in getattr(item, "fixturenames", ())]
+    if not conformance:
+        return
+    missing = _runners_missing() or _suites_missing()
+    if missing is not None:
+        for item in conformance:
+            item.add_marker(pytest.mark.skip(reason=missing))
+
+
+def _runners_missing() -> str | None:
+    runners = ", ".join(f"{package} {version}" for package, version in _pinned_versions().items())
+    if shutil.which("node") is None:
+        return f"Node.js is not on PATH: the conformance runners ({runners}) need it"
+    if not _runners_installed() and shutil.which("npm") is None:
+        return f"npm is not on PATH to install the conformance runners ({runners}) in conformance/"
+    return None
+
+
+def _suites_missing() -> str | None:
+    try:
+        realworld.locate(realworld.load_manifest())
+    except realworld.Unavailable as error:
+        return str(error)
+    except realworld.Mismatch:
+        return None  # `realworld_dir` fails the tests, saying what was refused.
+    return None
+
+
 @pytest.fixture(scope="session")
 def realworld_dir() -> Path:
-    """The RealWorld suites (`tests.e2e.realworld`); the tests that need them are skipped, in
-    one line saying where to get them, when they are not here and cannot be fetched."""
+    """The RealWorld suites (`tests.e2e.realworld`); when they are not here and cannot be
+    fetched, the tests that need them have been skipped at collection."""
     try:
         path = realworld.locate(realworld.load_manifest())
-    except realworld.Unavailable as error:
-        pytest.skip(str(error))
     except realworld.Mismatch as error:
         pytest.fail(f"Refused the fetched RealWorld suites: {error}", pytrace=False)
     expected = (
@@ -105,10 +135,6 @@ def _installed_version(package: str) -> str | None:
     return version
 
 
-def _runners() -> str:
-    return ", ".join(f"{package} {version}" for package, version in _pinned_versions().items())
-
-
 def _runners_installed() -> bool:
     if not all((CONFORMANCE_BIN / tool).exists() for tool in CONFORMANCE_TOOLS):
         return False
@@ -124,18 +150,10 @@ def _tail(output: str, lines: int = LOG_TAIL_LINES) -> str:
 @pytest.fixture(scope="session")
 def conformance_bin() -> Path:
     """``conformance/node_modules/.bin`` holding the pinned runners (``npm ci`` if missing)."""
-    if shutil.which("node") is None:
-        pytest.skip(f"Node.js is not on PATH: the conformance runners ({_runners()}) need it")
     if _runners_installed():
         return CONFORMANCE_BIN
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip(
-            f"npm is not on PATH to install the conformance runners ({_runners()}) "
-            f"with `npm ci` in {CONFORMANCE_DIR}"
-        )
     _run_or_fail(
-        [npm, "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
     )
     if not _runners_installed():
         pytest.fail(
