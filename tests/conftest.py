@@ -106,7 +106,12 @@ def mailbox() -> Iterator[Mailbox]:
 @pytest.fixture(scope="session")
 def settings(database_url: str, redis_settings: RedisSettings, mailbox: Mailbox) -> Settings:
     return Settings(
-        database=DatabaseSettings(url=database_url),
+        # Production's statement and pool timeouts are met on a loaded machine by the tests
+        # that crowd the database (tests/test_concurrency.py), whose subject is what commits;
+        # tests/test_faults.py sets its own to test them.
+        database=DatabaseSettings(
+            url=database_url, statement_timeout_seconds=60, pool_timeout_seconds=60
+        ),
         auth=AuthSettings(
             secret_key=SecretStr(TEST_SECRET),
             previous_secret_keys=[SecretStr(PREVIOUS_TEST_SECRET)],

@@ -35,7 +35,9 @@ CONFORMANCE_DIR = REPO_ROOT / "conformance"
 CONFORMANCE_BIN = CONFORMANCE_DIR / "node_modules" / ".bin"
 CONFORMANCE_TOOLS = ("bru", "newman")
 
-SERVER_READY_TIMEOUT = 30.0
+# Bounds on waiting for a process that works: a loaded machine can take a minute to start one
+# (two workers, each importing the app); only a process that never starts waits this long.
+SERVER_READY_TIMEOUT = 120.0
 SERVER_STOP_TIMEOUT = 15.0
 MIGRATE_TIMEOUT = 180.0
 NPM_CI_TIMEOUT = 900.0

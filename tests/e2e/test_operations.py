@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.e2e.conftest import (
     REPO_ROOT,
+    SERVER_READY_TIMEOUT,
     SERVER_SECRET_KEY,
     ConduitServer,
     database_env,
@@ -305,7 +306,7 @@ def _process(
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + SERVER_READY_TIMEOUT
     while time.monotonic() < deadline:
         assert process.poll() is None, "the server exited"
         with socket.socket() as probe:
