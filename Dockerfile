@@ -29,7 +29,8 @@ ENV UV_PYTHON=/usr/local/bin/python3.11 \
 WORKDIR /app
 
 # Dependencies first, in a layer of their own: rebuilt only when the lock (or pyproject) changes.
-COPY pyproject.toml uv.lock README.md ./
+# README.md and LICENSE go into the wheel's metadata.
+COPY pyproject.toml uv.lock README.md LICENSE ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     /opt/uv/bin/uv sync --locked --no-dev --no-editable --compile-bytecode --no-install-project
 
@@ -60,11 +61,13 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 
-# 200 from /health/ready: the database (and Redis, when configured) answered. The slim image
+# Liveness: 200 from /health/live while the process serves. Not /health/ready, which fails
+# while Redis (or the database) is down: an orchestrator that restarts unhealthy containers
+# would restart every replica during a Redis outage that the API rides out. The slim image
 # has no curl; urlopen raises on a refused connection and on any non-2xx status (exit 1).
 # It probes port 8000: with another --port, override or disable it (--no-healthcheck).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"]
 
 # Exec form: conduit is PID 1 and receives SIGTERM itself (graceful shutdown).
 CMD ["conduit", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -19,14 +19,14 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import baseline, database, measure, report, scenarios, servers, wrk
+from benchmarks import baseline, database, measure, publish, report, scenarios, servers, wrk
 from benchmarks.baseline import Revision
 from benchmarks.explain import explain
 from benchmarks.measure import HalfCapacity, Load, ProbeResult, ScenarioResult
+from benchmarks.report import RESULTS
 from benchmarks.scenarios import Scenario
 from conduit.seed import ScaleName
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # Loopback only, for tokens that live as long as a run.
 SECRET = "conduit-benchmark-secret-that-never-leaves-loopback"  # noqa: S105
 EXTRAS = ("probe", "half")
@@ -346,7 +346,13 @@ def main(
             " memory.",
         ),
     ] = None,
-    update_doc: Annotated[bool, typer.Option(help="Rewrite docs/benchmarks.md's section.")] = True,
+    update_doc: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the latest results and docs/benchmarks.md's section; with"
+            " --no-update-doc the run's results are kept beside them, named by its start."
+        ),
+    ] = True,
 ) -> None:
     """Benchmark Conduit against the floor on a seeded PostgreSQL database."""
     wrk.ensure_installed()
@@ -390,7 +396,7 @@ def main(
         },
         sections=sections,
     )
-    path = report.write(run, RESULTS, update_doc=update_doc)
+    path = publish.save(run, update_doc=update_doc)
     print(report.markdown(run))
     print(f"Results: {path}")
 

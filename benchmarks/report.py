@@ -1,24 +1,25 @@
-"""The results of a run: JSON, a markdown summary, a chart, and the section of
-docs/benchmarks.md that shows the latest run."""
+"""The results of a run, as recorded (`Run`, its JSON), and what is written from them: the
+markdown summary and the section of docs/benchmarks.md that shows the latest run of each kind
+(the chart is `benchmarks.chart`'s; `benchmarks.publish` writes them all)."""
 
+import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib as mpl
+from pydantic import TypeAdapter
 
 from benchmarks.baseline import Revision
 from benchmarks.explain import Explained
 from benchmarks.loadgen import RateResult
 from benchmarks.measure import RATIOS, HalfCapacity, ProbeResult, ScenarioResult, TargetSummary
 
-mpl.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-
+RESULTS = Path(__file__).resolve().parent / "results"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+# The heading of docs/benchmarks.md's section for the latest run of each kind.
+SECTIONS = {"latest": "Latest run", "latest-scales": "Latency against scale"}
 DEGRADATION_LIMIT = 2.0
 HEADERS = {
     "conduit": "Conduit",
@@ -107,7 +108,7 @@ def _optional(values: list[float | None], spec: str) -> str:
     return " / ".join("-" if value is None else format(value, spec) for value in values)
 
 
-def _ratio_header(key: str) -> str:
+def ratio_label(key: str) -> str:
     return "/".join(HEADERS[name] for name in key.split("/"))
 
 
@@ -121,7 +122,7 @@ def _scenario_rows(result: ScaleResult, run: Run) -> list[str]:
     headers = [
         "Scenario",
         *(f"{HEADERS[name]} req/s" for name in run.targets),
-        *(_ratio_header(key) for key in run.ratios),
+        *(ratio_label(key) for key in run.ratios),
         *(f"{HEADERS[name]} p50 / p99 ms" for name in run.targets),
         f"server CPU us/request ({initials})",
         f"errors ({initials})",
@@ -287,7 +288,7 @@ def _section_rows(section: Section, run: Run, heading: str) -> list[str]:
     return rows
 
 
-def _workers(count: int) -> str:
+def workers_label(count: int) -> str:
     return f"{count} worker process" + ("" if count == 1 else "es")
 
 
@@ -299,7 +300,7 @@ def _load_line(run: Run) -> str:
     options = run.options
     counts = [section.workers for section in run.sections]
     workers = (
-        f"{_workers(counts[0])} per server"
+        f"{workers_label(counts[0])} per server"
         if len(counts) == 1
         else f"{_listed([str(count) for count in counts])} worker processes per server, a"
         " section each (servers restarted for each)"
@@ -309,7 +310,7 @@ def _load_line(run: Run) -> str:
         if run.targets == ("conduit", "floor")
         else f"{_listed([HEADERS[name] for name in run.targets])} taking turns in rotating order"
     )
-    ratios = _listed([_ratio_header(key) for key in run.ratios])
+    ratios = _listed([ratio_label(key) for key in run.ratios])
     medians = "the median" if len(run.ratios) == 1 else "the medians"
     return (
         f"- Load: {workers}; wrk -t{options['threads']} -c{options['connections']}; per scenario"
@@ -387,87 +388,43 @@ def markdown(run: Run) -> str:
         lines += _section_rows(run.sections[0], run, "####")
     else:
         for section in run.sections:
-            lines += [f"#### {_workers(section.workers)} per server", ""]
+            lines += [f"#### {workers_label(section.workers)} per server", ""]
             lines += _section_rows(section, run, "#####")
     return "\n".join(lines)
 
 
-def _bars(axes: Axes, labels: list[str], series: dict[str, list[float]]) -> None:
-    """Grouped bars: one group per label, one bar per series."""
-    width = 0.8 / len(series)
-    for index, (name, values) in enumerate(series.items()):
-        offset = (index - (len(series) - 1) / 2) * width
-        axes.bar([p + offset for p in range(len(labels))], values, width=width, label=name)
-    axes.set_xticks(list(range(len(labels))))
-    axes.set_xticklabels(labels, rotation=30, ha="right")
-    axes.legend()
+def load(path: Path) -> Run:
+    """A run as its results file recorded it."""
+    return TypeAdapter(Run).validate_python(json.loads(path.read_text()))
 
 
-def _chart_row(row: list[Axes], section: Section, run: Run) -> None:
-    result = section.scales[-1]
-    names = [scenario.name for scenario in result.scenarios]
-    label = f"{result.scale}, {_workers(section.workers)}"
-    requests = {
-        target: [s.targets[target].rps if target in s.targets else 0.0 for s in result.scenarios]
-        for target in run.targets
-    }
-    _bars(row[0], names, requests)
-    row[0].set(title=f"Requests/s ({label})", yscale="log")
-    shared = [s for s in result.scenarios if s.ratios]
-    ratios = {
-        _ratio_header(key): [
-            s.ratios[key].median if key in s.ratios else float("nan") for s in shared
-        ]
-        for key in run.ratios
-    }
-    _bars(row[1], [s.name for s in shared], ratios)
-    row[1].axhline(1.0, color="grey", linestyle="--")
-    measured = [value for values in ratios.values() for value in values if not math.isnan(value)]
-    top = max([1.0, *measured]) * 1.1
-    row[1].set(title=f"Ratios of req/s, median of trials ({label})", ylim=(0, top))
-    if len(section.scales) > 1:
-        p50 = {
-            scale.scale: [s.targets["conduit"].p50_ms for s in scale.scenarios]
-            for scale in section.scales
-        }
-        _bars(row[2], names, p50)
-        row[2].set(title=f"Conduit p50 latency (ms) by scale ({_workers(section.workers)})")
+def source(path: Path) -> str:
+    """What a chart names as its source: the results file's name and the digest of its bytes."""
+    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
 
 
-def _chart(run: Run, path: Path) -> None:
-    panels = 3 if len(run.sections[0].scales) > 1 else 2
-    rows = len(run.sections)
-    figure, axes = plt.subplots(
-        rows, panels, figsize=(6 * panels, 4.8 * rows), layout="constrained", squeeze=False
-    )
-    for row, section in zip(axes, run.sections, strict=True):
-        _chart_row(list(row), section, run)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def doc_content(run: Run, stem: str) -> str:
+    """The doc's section for the run recorded in `<stem>.json`: its summary and its chart."""
+    return f"{markdown(run)}\n![Conduit and the floor](../benchmarks/results/{stem}.png)"
 
 
-def _update_doc(run: Run, summary: str) -> bool:
-    """Replace the doc's section for this kind of run; False when the doc has no such section."""
-    start, end = f"<!-- bench:{run.kind}:start -->", f"<!-- bench:{run.kind}:end -->"
-    text = DOC.read_text()
+def _markers(kind: str) -> tuple[str, str]:
+    return f"<!-- bench:{kind}:start -->", f"<!-- bench:{kind}:end -->"
+
+
+def doc_section(text: str, kind: str) -> str | None:
+    """What the doc shows between its markers for `kind`, or None when it has no section."""
+    start, end = _markers(kind)
+    found = re.search(re.escape(start) + "\n(.*?)\n" + re.escape(end), text, re.DOTALL)
+    return None if found is None else found[1]
+
+
+def with_section(text: str, kind: str, content: str) -> str:
+    """The doc with `kind`'s section holding `content`: replaced where it is, or added at the end
+    under its heading."""
+    start, end = _markers(kind)
+    replacement = f"{start}\n{content}\n{end}"
+    if doc_section(text, kind) is None:
+        return f"{text.rstrip()}\n\n## {SECTIONS[kind]}\n\n{replacement}\n"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        return False
-    chart = f"![Conduit and the floor](../benchmarks/results/{run.kind}.png)"
-    replacement = f"{start}\n{summary}\n{chart}\n{end}"
-    DOC.write_text(pattern.sub(lambda _: replacement, text))
-    return True
-
-
-def write(run: Run, directory: Path, *, update_doc: bool) -> Path:
-    """Write the kind's JSON, markdown and chart (replacing the previous run's: history is in
-    git), and the doc section; return the JSON's path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{run.kind}.json"
-    path.write_text(json.dumps(asdict(run), indent=2, allow_nan=True) + "\n")
-    summary = markdown(run)
-    (directory / f"{run.kind}.md").write_text(summary + "\n")
-    _chart(run, directory / f"{run.kind}.png")
-    if update_doc and not _update_doc(run, summary):
-        print(f"{DOC} has no bench:{run.kind} section; left as it was")
-    return path
+    return pattern.sub(lambda _: replacement, text)

@@ -29,6 +29,7 @@ class Mailbox:
     _messages: list[EmailMessage] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _holding: bool = False
+    _refused: frozenset[str] = frozenset()
     _held: threading.Event = field(default_factory=threading.Event)
     _dropped: threading.Event = field(default_factory=threading.Event)
 
@@ -48,6 +49,11 @@ class Mailbox:
 
     def release(self) -> None:
         self._holding = False
+
+    def refuse(self, *recipients: str) -> None:
+        """Refuse mail to these recipients from now on, as servers do an unknown mailbox (and
+        only these: none when called with none)."""
+        self._refused = frozenset(recipients)
 
     @property
     def released(self) -> bool:
@@ -77,6 +83,14 @@ class Mailbox:
             if self.released:
                 return
             await asyncio.sleep(0.02)
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's name)
+        self, _: SMTP, __: SMTPSession, envelope: Envelope, address: str, ___: list[str]
+    ) -> str:
+        if address in self._refused:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(  # noqa: N802 (aiosmtpd's name)
         self, _: SMTP, __: SMTPSession, envelope: Envelope

@@ -1,12 +1,16 @@
 import asyncio
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import create_engine, inspect
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from conduit.cli import app
@@ -86,6 +90,7 @@ def test_the_embedded_worker_writes_emails_to_the_log_without_an_smtp_server(
     )
     assert "Hello logged," in worker.stdout
     assert "job_done: auth.welcome_email" in worker.stdout
+    assert "worker_stopped: drained, 1 job runs, 0 failed" in worker.stdout
 
 
 def test_version_and_short_help() -> None:
@@ -98,3 +103,95 @@ def test_version_and_short_help() -> None:
     assert short_help.exit_code == serve_help.exit_code == 0
     assert "serve" in short_help.output
     assert "--workers" in serve_help.output
+
+
+def _command_paths(group: TyperGroup, path: list[str]) -> Iterator[list[str]]:
+    yield path
+    for name, command in group.commands.items():
+        if isinstance(command, TyperGroup):
+            yield from _command_paths(command, [*path, name])
+        else:
+            yield [*path, name]
+
+
+def _conduit() -> TyperGroup:
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    return group
+
+
+COMMAND_PATHS = list(_command_paths(_conduit(), []))
+# Punctuation after a space ("Log every request ."), a flag's type (`<bool>`), a word cut at its
+# hyphen by the wrapping, anything but printable ASCII (box drawing, colour codes).
+HELP_DEFECT = re.compile(r" [.,;:!?)]|<bool>|\w-$|[^\x20-\x7e]")
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(["conduit", *path]))
+def test_help_reads_well_in_80_columns(path: list[str]) -> None:
+    """Every command's help, as an 80-column terminal shows it: no line wider, no defect, and a
+    summary of each sub-command that is a whole sentence, not one cut short with "..."."""
+    shown = runner.invoke(
+        app, [*path, "--help"], prog_name="conduit", env={"COLUMNS": "80", "NO_COLOR": "1"}
+    )
+
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].startswith(f"Usage: conduit {' '.join(path)}".rstrip())
+    for line in lines:
+        assert len(line) <= 80, line
+        assert not HELP_DEFECT.search(line), line
+    if "Commands:" in lines:
+        summaries = lines[lines.index("Commands:") + 1 :]
+        assert summaries
+        assert all(summary.endswith(".") and not summary.endswith("...") for summary in summaries)
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(["conduit", *path]))
+def test_every_command_and_parameter_says_what_it_is_for_in_sentences(path: list[str]) -> None:
+    command = typer.main.get_command(app)
+    context = typer.Context(command, info_name="conduit")
+    for name in path:
+        assert isinstance(command, TyperGroup)
+        command = command.commands[name]
+        context = typer.Context(command, info_name=name, parent=context)
+
+    assert command.help
+    assert command.help.split("\n\n")[0].rstrip().endswith(".")
+    for parameter in command.get_params(context):
+        described = getattr(parameter, "help", None)
+        assert described, parameter.name
+        assert described.endswith("."), described
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "refusal"),
+    [
+        (
+            ["--reload", "--workers", "2"],
+            {},
+            "--reload restarts one worker: leave out --workers or --reload.",
+        ),
+        (
+            ["--reload"],
+            {"CONDUIT_ENV": "production", "CONDUIT_SECRET_KEY": "a-production-secret-" * 2},
+            "--reload is for development, and CONDUIT_ENV is production.",
+        ),
+    ],
+)
+def test_reload_is_refused_in_production_and_with_several_workers(
+    tmp_path: Path, arguments: list[str], environment: dict[str, str], refusal: str
+) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'never.db'}", **environment}
+    refused = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "conduit", "serve", "--port", "0", *arguments],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert refused.returncode == 2
+    [line] = (refused.stdout + refused.stderr).splitlines()
+    assert refusal in line
+    assert not (tmp_path / "never.db").exists()

@@ -2,17 +2,22 @@
 the constraints of its input as the API enforces them, and the links between operations. And
 the input no database can store is a 422 naming the field, on every database."""
 
+import difflib
 import json
 import re
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import anyio
 import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import BigInteger, Integer, SmallInteger
 
+from conduit import openapi
 from conduit.database import Base
 from conduit.schemas import digits_up_to
 from tests.factories import auth, create_article, register
@@ -20,11 +25,33 @@ from tests.factories import auth, create_article, register
 pytestmark = pytest.mark.anyio
 
 METHODS = {"get", "put", "post", "delete"}
+COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+REGENERATE = ".venv/bin/python -m conduit.openapi > docs/openapi.json"
 
 
 @pytest.fixture
 def document(app: FastAPI) -> dict[str, Any]:
     return app.openapi()
+
+
+async def test_the_committed_document_is_the_app_s(document: dict[str, Any]) -> None:
+    """docs/openapi.json, the API reference readable without running a server, is the app's."""
+    committed = COMMITTED.read_text(encoding="utf-8")
+    generated = openapi.render(document)
+
+    difference = difflib.unified_diff(
+        committed.splitlines(), generated.splitlines(), str(COMMITTED), "the app's", lineterm=""
+    )
+    assert committed == generated, (
+        f"docs/openapi.json is not the app's document; regenerate it: {REGENERATE}\n"
+        + "\n".join(list(difference)[:40])
+    )
+
+
+async def test_the_regeneration_command_writes_the_app_s_document(document: dict[str, Any]) -> None:
+    written = await anyio.run_process([sys.executable, "-m", "conduit.openapi"])
+
+    assert written.stdout.decode() == openapi.render(document)
 
 
 def _operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:

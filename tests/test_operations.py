@@ -1,6 +1,7 @@
 """What operators and tools ask of the app besides the API: request ids, HEAD, health checks,
 metrics, the offline documentation, and configuration errors that name what is wrong."""
 
+import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +22,7 @@ from conduit.config import (
     Settings,
     explain,
 )
-from conduit.logs import Formatter
+from conduit.logs import SHOWN_CHARACTERS, Formatter, printable
 from conduit.main import create_app
 from tests.factories import register
 
@@ -220,3 +221,56 @@ def test_json_lines_carry_the_fields_and_the_traceback_in_one_line() -> None:
     assert '"route":"/api/tags"' in line
     assert '"level":"error"' in line
     assert "ValueError: broken" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("/api/articles/héllo-wörld", "/api/articles/héllo-wörld"),
+        ('/x\n{"level":"error"}', '/x\\n{"level":"error"}'),
+        ("/x\r\x1b[2J\x00\u202eevil", "/x\\r\\x1b[2J\\x00\\u202eevil"),
+        ("/already\\n-escaped", "/already\\\\n-escaped"),
+        ("/" + "a" * 300, "/" + "a" * 199 + "...[101 more]"),
+        ("/" + "\x00" * 300, "/" + "\\x00" * 49 + "...[251 more]"),
+    ],
+)
+def test_a_client_s_text_is_logged_escaped_and_bounded(text: str, shown: str) -> None:
+    assert printable(text) == shown
+
+
+@pytest.mark.parametrize("log_format", [LogFormat.CONSOLE, LogFormat.JSON])
+async def test_an_unmatched_request_s_access_line_shows_its_path(
+    settings: Settings, capsys: pytest.CaptureFixture[str], log_format: LogFormat
+) -> None:
+    """The path asked for, not a template, escaped and bounded (`printable`): each request is
+    one line whatever its path holds. A matched route's line keeps its template only."""
+    log = settings.log.model_copy(update={"format": log_format, "access": True})
+    app = create_app(settings.model_copy(update={"log": log}))
+    forged = '/api/nowhere%0A{"event":"GET /api/forged 200"}%1B[2J'
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        capsys.readouterr()
+        await client.get(forged)
+        await client.get("/api/" + "long" * 1000)
+        await client.get("/api/tags")
+        lines = capsys.readouterr().out.splitlines()
+
+    assert len(lines) == 3
+    escaped = '/api/nowhere\\n{"event":"GET /api/forged 200"}\\x1b[2J'
+    cut = "/api/" + ("long" * 1000)[: SHOWN_CHARACTERS - len("/api/")] + "...[3805 more]"
+    if log_format is LogFormat.JSON:
+        unmatched, long, matched = (json.loads(line) for line in lines)
+        assert (unmatched["event"], unmatched["route"]) == (f"GET {escaped} 404", None)
+        assert unmatched["path"] == escaped
+        assert (long["event"], long["path"]) == (f"GET {cut} 404", cut)
+        assert (matched["event"], matched["route"]) == ("GET /api/tags 200", "/api/tags")
+        assert "path" not in matched
+    else:
+        assert f"GET {escaped} 404" in lines[0]
+        assert "path=" in lines[0]
+        assert f"GET {cut} 404" in lines[1]
+        assert "long" * 49 not in lines[1]
+        assert "GET /api/tags 200" in lines[2]
+        assert "path=" not in lines[2]

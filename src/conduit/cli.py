@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import version
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -24,10 +25,11 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy import exc
+from uvicorn.supervisors import ChangeReload
 
 from conduit import clients, config, database, logs, metrics, operations, server
 from conduit import seed as seeding
-from conduit.config import JobsBackend, Settings
+from conduit.config import Environment, JobsBackend, Settings
 from conduit.database import Database
 from conduit.jobs import admin
 from conduit.jobs.outbox import Status
@@ -35,6 +37,10 @@ from conduit.jobs.outbox import Status
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    # Click's plain help: paragraphs rewrapped to the terminal's width and no type after a flag.
+    # Rich's kept a docstring's line breaks in the list of commands, showed every flag as
+    # `<bool>`, and read "[default: ...]" in a help text as a style tag, which it dropped.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -93,10 +99,11 @@ def _run(settings: Settings, work: Coroutine[Any, Any, T], *, log: bool = False)
 
 
 @contextlib.contextmanager
-def _metrics_directory(workers: int) -> Iterator[None]:
-    """With several workers, a directory they share their metrics through (`conduit.metrics`),
-    emptied at each start, unless the environment names one."""
-    if workers == 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+def _metrics_directory(*, shared: bool) -> Iterator[None]:
+    """For processes that serve under a supervisor (several workers, or one restarted on every
+    change), a directory they share their metrics through (`conduit.metrics`), emptied at each
+    start, unless the environment names one."""
+    if not shared or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         yield
         return
     with tempfile.TemporaryDirectory(prefix="conduit-metrics-") as directory:
@@ -157,19 +164,37 @@ def _metrics_port(settings: Settings, host: str) -> Iterator[None]:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
     access_log: Annotated[
-        bool | None, typer.Option(help="Log every request [default: CONDUIT_LOG_ACCESS, true].")
+        bool | None,
+        typer.Option(
+            help="Log one line per request. Without either flag, CONDUIT_LOG_ACCESS decides "
+            "(on unless it is false)."
+        ),
     ] = None,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Restart whenever a file of the conduit package changes. For development: "
+            "refused in production and with more than one worker.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the API with uvicorn (uvloop and httptools)."""
+    """Serve the API over HTTP (uvicorn, uvloop and httptools)."""
     if access_log is not None:
         # Read by the app factory in each worker process.
         os.environ["CONDUIT_LOG_ACCESS"] = str(access_log).lower()
     settings = _load_settings()
     logs.configure(settings)
+    if reload and workers > 1:
+        raise _fail("--reload restarts one worker: leave out --workers or --reload.", 2, log=True)
+    if reload and settings.env is Environment.PRODUCTION:
+        raise _fail("--reload is for development, and CONDUIT_ENV is production.", 2, log=True)
     shared_store = settings.redis.url is not None or settings.redis.rest_url is not None
     if workers > 1 and settings.cache.enabled and not shared_store:
         # Each worker would invalidate only its own memory and serve the others' stale entries.
@@ -197,8 +222,14 @@ def serve(
         timeout_graceful_shutdown=settings.http.shutdown_grace_seconds,
         # A worker's start, on a machine starting as many as it has cores or more.
         timeout_worker_healthcheck=30,
+        reload=reload,
+        reload_dirs=[str(Path(__file__).parent)] if reload else None,
     )
-    with _metrics_directory(workers), _metrics_port(settings, host):
+    with _metrics_directory(shared=workers > 1 or reload), _metrics_port(settings, host):
+        if reload:
+            sockets = [config.bind_socket()]
+            ChangeReload(config, target=server.Server(config).run, sockets=sockets).run()
+            return
         if workers > 1:
             server.Multiprocess(config, sockets=[config.bind_socket()]).run()
             return
@@ -216,9 +247,11 @@ def _exit_cleanly(_: int, __: object) -> None:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[
+        str, typer.Argument(metavar="REVISION", help="The revision to migrate to.")
+    ] = "head",
 ) -> None:
-    """Apply database migrations up to REVISION."""
+    """Migrate the database to REVISION, the latest by default."""
     settings = _load_settings()
     from conduit import migrations  # noqa: PLC0415 (Alembic only for the commands that migrate)
 
@@ -252,16 +285,24 @@ def seed(
     scale: Annotated[
         seeding.ScaleName,
         typer.Option(
-            help="small: 1k articles; medium: 10k; large: 100k articles and 1.2M favorites."
+            help="Small: 1k articles. Medium: 10k. Large: 100k articles and 1.2M favorites."
         ),
     ] = seeding.ScaleName.SMALL,
     random_seed: Annotated[
-        int, typer.Option("--seed", help="The same seed on the same day gives the same data.")
+        int,
+        typer.Option(
+            "--seed", metavar="N", help="The same seed on the same day gives the same data."
+        ),
     ] = 1,
 ) -> None:
-    """Fill an empty, migrated database with realistic users, articles, tags, follows,
-    favorites and comments, over the two years before today. Every seeded user signs in as
-    <username>@example.com with the password `conduit-seed-password`."""
+    """Fill an empty, migrated database with realistic data.
+
+    Users, articles, tags, follows, favorites and comments, over the two years before today.
+    Every seeded user signs in as USERNAME@example.com with this password:
+
+    \b
+        conduit-seed-password
+    """
     settings = _load_settings()
     started = time.monotonic()
     try:
@@ -276,7 +317,8 @@ class _NotMigrated(Exception):
     """The database is not at this release's migration."""
 
 
-async def _work(settings: Settings, *, drain: bool) -> None:
+async def _work(settings: Settings, *, drain: bool) -> str:
+    """Run jobs until a signal, or with `drain` until none is due; what stopped them."""
     async with clients.connect(settings, run_embedded_jobs=False) as connected:
         revision = await database.schema_revision(connected.database.engine)
         if revision != database.SCHEMA_REVISION:
@@ -285,10 +327,18 @@ async def _work(settings: Settings, *, drain: bool) -> None:
             start_http_server(settings.metrics.worker_port, registry=metrics.registry())
         jobs = connected.jobs
         stop = asyncio.Event()
-        # Either way the running jobs finish first.
-        on_signal = stop.set if jobs.embedded is None else jobs.embedded.stop
+        received: list[signal.Signals] = []
+
+        def on_signal(signum: signal.Signals) -> None:
+            received.append(signum)
+            # Either way the running jobs finish first.
+            if jobs.embedded is None:
+                stop.set()
+            else:
+                jobs.embedded.stop()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(signum, on_signal)
+            asyncio.get_running_loop().add_signal_handler(signum, on_signal, signum)
         concurrency = settings.jobs.concurrency
         logger.info("Running %s jobs, %d at a time.", jobs.backend, concurrency)
         if jobs.embedded is None:
@@ -300,17 +350,21 @@ async def _work(settings: Settings, *, drain: bool) -> None:
                 pass
         else:
             await jobs.embedded.run_forever(jobs.context)
+    # Without a signal, only a drain ends.
+    return received[0].name if received else "drained"
 
 
 @app.command()
 def worker(
     drain: Annotated[
-        bool, typer.Option(help="Exit once no job is due, instead of waiting for more.")
+        bool, typer.Option("--drain", help="Exit once no job is due instead of waiting for more.")
     ] = False,
 ) -> None:
-    """Run background jobs until SIGTERM or Ctrl-C, which let the running ones finish. Start
-    any number, on any number of machines (PostgreSQL); on the embedded default (SQLite), the
-    API runs jobs itself unless CONDUIT_JOBS_RUN_IN_API=false."""
+    """Run background jobs until SIGTERM or Ctrl-C.
+
+    Either lets the jobs running finish first. Start any number of workers, on any number of
+    machines (PostgreSQL). On the embedded default (SQLite) the API runs the jobs itself,
+    unless CONDUIT_JOBS_RUN_IN_API=false; with QStash there is no worker to run."""
     settings = _load_settings()
     if settings.jobs_backend is JobsBackend.QSTASH:
         typer.echo(
@@ -321,14 +375,24 @@ def worker(
         raise typer.Exit(code=2)
     logs.configure(settings)
     try:
-        _run(settings, _work(settings, drain=drain), log=True)
+        stopped_by = _run(settings, _work(settings, drain=drain), log=True)
     except _NotMigrated:
         raise _fail(
             "The database is not migrated to this release: run `conduit migrate` first.", log=True
         ) from None
+    runs = metrics.job_runs()
+    logger.info(
+        "worker_stopped: %s, %d job runs, %d failed",
+        stopped_by,
+        sum(runs.values()),
+        runs.get("failed", 0),
+        extra={"stopped_by": stopped_by, "job_runs": runs},
+    )
 
 
-jobs_app = typer.Typer(no_args_is_help=True, help="Show, retry and discard background jobs.")
+jobs_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Show, retry and discard background jobs."
+)
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -340,9 +404,11 @@ async def _with_database(settings: Settings, action: Callable[[Database], Awaita
 @jobs_app.command("list")
 def list_jobs(
     status: Annotated[Status | None, typer.Option(help="Only the jobs in this state.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="N", help="How many to list at most.")
+    ] = 50,
 ) -> None:
-    """The jobs waiting, running and held as failed, newest first."""
+    """List the jobs waiting, running and held as failed, newest first."""
     settings = _load_settings()
     listed = _run(
         settings,
@@ -366,14 +432,21 @@ def _act(action: Callable[[Settings, Database, list[str]], Awaitable[int]], ids:
 
 
 @jobs_app.command()
-def retry(ids: Annotated[list[str], typer.Argument(help="Ids of failed jobs.")]) -> None:
+def retry(
+    ids: Annotated[
+        list[str], typer.Argument(metavar="ID", help="Ids of failed jobs, as jobs list shows them.")
+    ],
+) -> None:
     """Queue failed jobs again, their attempts back to zero."""
     typer.echo(f"{_act(admin.retry, ids)} job(s) queued again.")
 
 
 @jobs_app.command()
 def discard(
-    ids: Annotated[list[str], typer.Argument(help="Ids of queued or failed jobs.")],
+    ids: Annotated[
+        list[str],
+        typer.Argument(metavar="ID", help="Ids of queued or failed jobs, as jobs list shows them."),
+    ],
 ) -> None:
     """Delete queued or failed jobs for good."""
     typer.echo(f"{_act(admin.discard, ids)} job(s) discarded.")

@@ -394,7 +394,7 @@ class QStashSettings(BaseSettings):
 
 class SmtpSettings(BaseSettings):
     """Where email goes. With no host, every email is written to the log instead (the
-    embedded default); in production only its recipient and subject are."""
+    embedded default); in production only its subject and its recipient's digest are."""
 
     model_config = SettingsConfigDict(env_prefix="CONDUIT_SMTP_", extra="ignore")
 

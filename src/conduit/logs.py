@@ -25,6 +25,30 @@ from conduit.config import LogFormat, Settings
 USER_ID = "user_id"
 # Where a request answered before routing keeps its route's template (`conduit.cache`).
 ROUTE = "route_template"
+# The most of a client's text (a path no route matched) a log line shows.
+SHOWN_CHARACTERS = 200
+
+
+def printable(text: str) -> str:
+    """Text a client chose, fit for a log line: every character that is not printable (line
+    breaks, terminal escapes, bidirectional overrides), and the backslash, escaped as Python
+    writes it, so that the text can neither end the line, forge another nor drive a terminal;
+    cut after `SHOWN_CHARACTERS`, saying how many more there were, so that it cannot flood
+    the log."""
+    if len(text) <= SHOWN_CHARACTERS and text.isprintable() and "\\" not in text:
+        return text
+    shown: list[str] = []
+    length = 0
+    for position, character in enumerate(text):
+        if character.isprintable() and character != "\\":
+            piece = character
+        else:
+            piece = character.encode("unicode_escape").decode("ascii")
+        if length + len(piece) > SHOWN_CHARACTERS:
+            return "".join(shown) + f"...[{len(text) - position} more]"
+        shown.append(piece)
+        length += len(piece)
+    return "".join(shown)
 
 
 def _json(event: dict[str, Any], **_: object) -> str:
@@ -97,6 +121,8 @@ def config(settings: Settings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            # `conduit serve --reload`: uvicorn's own line names the files that changed.
+            "watchfiles": {"level": "WARNING"},
         },
     }
 

@@ -76,6 +76,17 @@ JOB_QUEUE_LATENCY = Histogram(
 )
 
 
+def job_runs() -> dict[str, int]:
+    """This process's job runs so far, by outcome (`JOB_RUNS`)."""
+    runs: dict[str, int] = {}
+    for family in JOB_RUNS.collect():
+        for sample in family.samples:
+            if sample.name == "conduit_job_runs_total":
+                outcome = sample.labels["outcome"]
+                runs[outcome] = runs.get(outcome, 0) + int(sample.value)
+    return runs
+
+
 def registry() -> CollectorRegistry:
     """What a scrape of this process reports: every process's samples in multiprocess mode.
     Asked of the environment at each call: `conduit serve` names the directory after importing

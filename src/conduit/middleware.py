@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conduit import database, metrics
 from conduit.config import DatabaseSettings
 from conduit.errors import app_error_response, error_response
-from conduit.logs import ROUTE, USER_ID, access_logger
+from conduit.logs import ROUTE, USER_ID, access_logger, printable
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class RequestContext:
                 database.report_unavailable(self.database_settings, error)
                 failure = app_error_response(database.Unavailable("database"))
             else:
-                logger.exception("unhandled_error", extra={"method": method, "path": scope["path"]})
+                path = printable(scope["path"])
+                logger.exception("unhandled_error", extra={"method": method, "path": path})
                 internal = {"server": ["internal error"]}
                 failure = error_response(HTTP_500_INTERNAL_SERVER_ERROR, internal)
             if not answered:
@@ -106,11 +107,14 @@ class RequestContext:
             # Polled every few seconds by platforms and scrapers: at DEBUG.
             quiet = scope["path"].startswith(_QUIET_PREFIXES)
             log = self.access.debug if quiet else self.access.info
+            # Unmatched: the path asked for instead, as `printable` bounds it.
+            unmatched = {} if route is not None else {"path": printable(scope["path"])}
             log(
-                f"{method} {route or '-'} {status}",
+                f"{method} {route or unmatched['path']} {status}",
                 request_id=request_id.decode(),
                 method=method,
                 route=route,
+                **unmatched,
                 status=status,
                 duration_ms=round(duration * 1000, 2),
                 user_id=scope.get("state", {}).get(USER_ID),

@@ -1,6 +1,11 @@
 """The OpenAPI document: FastAPI's, from the routes, completed with what a route cannot say of
-itself: who may call it, the errors the middleware sends for it, and where its answer leads."""
+itself: who may call it, the errors the middleware sends for it, and where its answer leads.
 
+`python -m conduit.openapi > docs/openapi.json` writes the committed copy (`render`), which a
+test holds to the app's document."""
+
+import json
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -8,6 +13,7 @@ from fastapi import FastAPI, status
 from fastapi.routing import APIRoute
 
 from conduit.auth.dependencies import security_requirement, security_schemes
+from conduit.config import Settings
 from conduit.errors import responses
 
 # The operations one operation's answer leads to (OpenAPI links), so that a client, or a fuzzer,
@@ -84,3 +90,16 @@ def _middleware_response(code: int) -> dict[str, Any]:
         "description": declared["description"],
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
     } | ({"headers": declared["headers"]} if "headers" in declared else {})
+
+
+def render(document: dict[str, Any]) -> str:
+    """The document as docs/openapi.json holds it: in the app's own order (paths as the routes
+    are matched, which is stable), two spaces of indent, text as it is, a final newline."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    # Here, not at the top: conduit.main imports this module.
+    from conduit.main import create_app
+
+    sys.stdout.write(render(create_app(Settings()).openapi()))

@@ -195,6 +195,24 @@ def _wait_until_queue_holds(env: dict[str, str], statuses: list[str]) -> None:
     pytest.fail(f"the queue holds {held}, not {statuses}")
 
 
+def test_a_worker_logs_its_stop_the_signal_and_the_runs(tmp_path: Path, mailbox: Mailbox) -> None:
+    """On either backend (PgQueuer on PostgreSQL, the embedded one on SQLite), SIGTERM stops a
+    worker with one line saying so, and how many jobs it ran."""
+    mailbox.clear()
+    with database_env(tmp_path) as database:
+        env = database | _jobs_env(mailbox) | {"CONDUIT_JOBS_RUN_IN_API": "false"}
+        with serving(env, tmp_path) as server, httpx.Client(timeout=5, trust_env=False) as client:
+            # Before the worker starts: one on SQLite looks for jobs every 30 s otherwise.
+            _register(client, server, "stopping")
+            with working(env, tmp_path) as worker:
+                mailbox.wait_for(1, timeout=15)
+                worker.process.send_signal(signal.SIGTERM)
+                assert worker.process.wait(timeout=30) == 0
+
+    [stopped] = [line for line in worker.log().splitlines() if "worker_stopped" in line]
+    assert "worker_stopped: SIGTERM, 1 job runs, 0 failed" in stopped
+
+
 def test_a_poison_job_is_held_as_failed_while_others_run_and_the_cli_handles_it(
     postgres_env: dict[str, str], tmp_path: Path, mailbox: Mailbox
 ) -> None:

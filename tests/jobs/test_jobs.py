@@ -2,6 +2,7 @@
 on SQLite. Both are driven by `run_jobs`, as their workers drive them."""
 
 import dataclasses
+import hashlib
 import logging
 import uuid
 from collections import Counter
@@ -10,6 +11,7 @@ from datetime import timedelta
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -17,13 +19,15 @@ from conduit.api_keys.models import ApiKey
 from conduit.api_keys.tasks import REVOKED_KEPT
 from conduit.api_keys.tasks import purge as purge_keys
 from conduit.auth.models import AuthSession, PasswordResetToken, RefreshToken, User
+from conduit.auth.password_reset import send_token
 from conduit.auth.tasks import purge, send_welcome
-from conduit.config import Settings, SmtpSettings
+from conduit.config import LogFormat, Settings, SmtpSettings
 from conduit.database import transaction, utcnow
 from conduit.jobs import Arguments, Job, JobContext, Jobs, enqueue, task
 from conduit.jobs.admin import discard, listing, retry
-from conduit.jobs.core import UnknownTask, run
+from conduit.jobs.core import InvalidJob, UnknownTask, run
 from conduit.jobs.outbox import Status
+from conduit.logs import Formatter
 from conduit.mail import Mailer, SentEmail
 from tests.background import run_jobs
 from tests.factories import auth, create_api_key, oauth_tokens, register
@@ -124,6 +128,39 @@ async def test_a_job_that_always_fails_is_held_after_its_attempts_and_others_sti
     assert await listing(settings, database, status=None, limit=10) == []
 
 
+async def test_each_failed_run_is_one_line_with_its_traceback(
+    app: FastAPI,
+    settings: Settings,
+    committing_client: AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ours, naming the task, the job and the attempt, on either backend: PgQueuer's copy of
+    the last one is left out, and its other lines (a retry requested) are kept."""
+    del committing_client
+    await _enqueue(app, ("tests.poison", "poison"))
+
+    with caplog.at_level(logging.INFO):
+        await run_jobs(app, TEST_TASKS)
+        # Any other failure PgQueuer reports is still logged.
+        logging.getLogger("pgqueuer").error("Flush failed", exc_info=ConnectionError())
+
+    assert caplog.records.pop().getMessage() == "Flush failed"
+    attempts = settings.jobs.max_attempts
+    failed = [record for record in caplog.records if record.exc_info]
+    assert len(failed) == attempts
+    for attempt, record in enumerate(failed, start=1):
+        assert (record.name, record.levelno) == ("conduit.jobs.core", logging.WARNING)
+        assert record.getMessage().startswith("job_failed: tests.poison ")
+        last = " (the last)" if attempt == attempts else ""
+        assert record.getMessage().endswith(f", attempt {attempt}{last}")
+        assert record.exc_info is not None
+        assert str(record.exc_info[1]) == "this job always fails"
+    retries = [record for record in caplog.records if record.name == "pgqueuer"]
+    on_pgqueuer = app.state.jobs.embedded is None
+    assert len(retries) == (attempts - 1 if on_pgqueuer else 0)
+    assert all(record.getMessage().startswith("Retry requested") for record in retries)
+
+
 async def test_the_welcome_email_is_sent_once_however_often_its_job_runs(
     app: FastAPI, committing_client: AsyncClient, mailbox: Mailbox
 ) -> None:
@@ -149,7 +186,7 @@ async def test_the_welcome_email_is_sent_once_however_often_its_job_runs(
 
 
 @pytest.mark.parametrize("production", [False, True])
-async def test_without_an_smtp_server_emails_go_to_the_log_bodies_only_in_development(
+async def test_without_an_smtp_server_emails_go_to_the_log_addresses_only_in_development(
     app: FastAPI,
     committing_client: AsyncClient,
     caplog: pytest.LogCaptureFixture,
@@ -158,7 +195,7 @@ async def test_without_an_smtp_server_emails_go_to_the_log_bodies_only_in_develo
     await register(committing_client, "logged")
     context: JobContext = app.state.jobs.context
     logging_only = dataclasses.replace(
-        context, mailer=Mailer(SmtpSettings(), log_bodies=not production)
+        context, mailer=Mailer(SmtpSettings(), log_contents=not production)
     )
     async with context.database.sessions() as session:
         user_id = await session.scalar(select(User.id).where(User.username == "logged"))
@@ -169,10 +206,41 @@ async def test_without_an_smtp_server_emails_go_to_the_log_bodies_only_in_develo
 
     [record] = [record for record in caplog.records if record.msg.startswith("email_logged")]
     logged = record.__dict__
-    assert logged["to"] == "logged@example.com"
     assert logged["subject"] == "Welcome to Conduit"
     assert ("Hello logged" in logged.get("body", "")) is not production
     assert ("Hello logged" in record.getMessage()) is not production
+    assert ("logged@example.com" in record.getMessage()) is not production
+    if production:
+        assert "to" not in logged
+        assert logged["recipient_digest"] == hashlib.sha256(b"logged@example.com").hexdigest()
+    else:
+        assert logged["to"] == "logged@example.com"
+
+
+async def test_an_smtp_server_s_refusal_is_logged_without_the_address(
+    app: FastAPI,
+    committing_client: AsyncClient,
+    mailbox: Mailbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refused recipient fails the job, whose line (JSON, as in production) names it by its
+    digest, as the server's reply and aiosmtplib's error would not."""
+    mailbox.refuse("refused@example.com")
+    try:
+        await register(committing_client, "refused")
+        with caplog.at_level(logging.WARNING):
+            await run_jobs(app)
+    finally:
+        mailbox.refuse()
+
+    lines = [Formatter(LogFormat.JSON).format(record) for record in caplog.records]
+    failures = [line for line in lines if "job_failed: auth.welcome_email" in line]
+    assert failures
+    digest = hashlib.sha256(b"refused@example.com").hexdigest()
+    for line in failures:
+        assert "NotSent: SMTPRecipientsRefused" in line
+        assert f"sha256:{digest}" in line
+    assert not [line for line in lines if "refused@example.com" in line]
 
 
 async def test_a_job_that_is_not_a_known_task_fails(
@@ -182,6 +250,23 @@ async def test_a_job_that_is_not_a_known_task_fails(
     context: JobContext = app.state.jobs.context
     with pytest.raises(UnknownTask):
         await run(context, {}, Job(uuid.uuid4(), "tests.unknown", {}), attempt=1)
+
+
+async def test_a_refused_job_is_reported_without_its_values(
+    app: FastAPI, committing_client: AsyncClient
+) -> None:
+    """Its failure is logged: no address it carries goes with it."""
+    del committing_client
+    context: JobContext = app.state.jobs.context
+    renamed = Job(uuid.uuid4(), send_token.name, {"address": "kept@example.com"})
+    with pytest.raises(InvalidJob) as refused:
+        await run(context, {send_token.name: send_token}, renamed, attempt=1)
+    with pytest.raises(ValidationError) as undecodable:
+        Job.decode(b'{"id": "1", "task": "t", "arguments": "kept@example.com"}')
+
+    assert "Field required" in str(refused.value)
+    assert "kept@example.com" not in str(refused.value)
+    assert "kept@example.com" not in str(undecodable.value)
 
 
 async def test_purge_deletes_what_authenticates_nobody_and_keeps_the_rest(

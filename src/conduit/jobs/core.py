@@ -36,7 +36,9 @@ A = TypeVar("A", bound=BaseModel)
 class Arguments(BaseModel):
     """What a task is given: ids and values, never ORM objects."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Refused arguments are logged with the job's failure: without the values, email
+    # addresses among them.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class Job:
 
 
 class _Message(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     id: uuid.UUID
     task: str
     arguments: dict[str, Any]

@@ -13,6 +13,7 @@ retries or discards it.
 
 import asyncio
 import dataclasses
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -58,6 +59,18 @@ class PgQueuerQueue:
         await queries.enqueue(job.task, job.encode(), execute_after=delay, dedupe_key=str(job.id))
 
 
+class _Logged(Exception):
+    """A run that failed, which `run` has logged with its traceback: raised from its error, so
+    that PgQueuer keeps the traceback with the job and does not log it again."""
+
+
+def _not_logged_already(record: logging.LogRecord) -> bool:
+    """False for PgQueuer's own line about a job it holds as failed (at ERROR, traceback and
+    all) once the run's own line has said it; every other line of PgQueuer's passes."""
+    failure = record.exc_info[1] if record.exc_info else None
+    return not (record.levelno == logging.ERROR and isinstance(failure, _Logged))
+
+
 @dataclasses.dataclass
 class _Retrying(EntrypointExecutor):
     """Turns a failed run into a retry after `retry_delay`, or, on the last attempt, a
@@ -91,6 +104,7 @@ async def work(
     """Run jobs until `stop` is set (then finish those running), or, with `drain`, until none
     is left."""
     settings = context.settings.jobs
+    logging.getLogger("pgqueuer").addFilter(_not_logged_already)
     connection = await asyncpg.connect(context.settings.database.asyncpg_dsn)
     try:
         pgq = PgQueuer.from_asyncpg_connection(connection)
@@ -98,7 +112,11 @@ async def work(
         stopping.add_done_callback(lambda _: pgq.shutdown.set())
 
         async def execute(job: models.Job) -> None:
-            await run(context, tasks, Job.decode(job.payload or b""), attempt=job.attempts + 1)
+            decoded = Job.decode(job.payload or b"")
+            try:
+                await run(context, tasks, decoded, attempt=job.attempts + 1)
+            except Exception as error:
+                raise _Logged(f"{type(error).__name__}: {error}") from error
 
         for name in tasks:
             pgq.entrypoint(name, on_failure="hold", executor_factory=partial(_retrying, settings))(

@@ -53,7 +53,7 @@ async def connect(
     in this process until it closes; with QStash, pending rows are relayed and the periodic
     tasks scheduled. A backend's client library is imported only when it is the one in use
     (PgQueuer and the QStash SDK cost a process a third to two thirds of a second each)."""
-    mailer = Mailer(settings.smtp, log_bodies=settings.env is Environment.DEVELOPMENT)
+    mailer = Mailer(settings.smtp, log_contents=settings.env is Environment.DEVELOPMENT)
 
     def context(queue: Queue) -> JobContext:
         return JobContext(
