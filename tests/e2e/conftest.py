@@ -152,11 +152,13 @@ def _tail(output: str, lines: int = LOG_TAIL_LINES) -> str:
 @pytest.fixture(scope="session")
 def conformance_bin() -> Path:
     """``conformance/node_modules/.bin`` holding the pinned runners (``npm ci`` if missing)."""
-    if _runners_installed():
-        return CONFORMANCE_BIN
-    _run_or_fail(
-        ["npm", "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
-    )
+    # `npm ci` starts by deleting node_modules: the other pass's must not run meanwhile.
+    with realworld.one_at_a_time(REPO_ROOT / ".tools" / "conformance-runners.lock"):
+        if _runners_installed():
+            return CONFORMANCE_BIN
+        _run_or_fail(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
+        )
     if not _runners_installed():
         pytest.fail(
             f"`npm ci` succeeded but {', '.join(CONFORMANCE_TOOLS)} at the versions pinned in "

@@ -100,7 +100,7 @@ def locate(
         return Path(override).expanduser().resolve()
     if beside.is_dir():
         return beside
-    with _locked(cache.with_suffix(".lock")):
+    with one_at_a_time(cache.with_suffix(".lock")):
         if not verified(cache, manifest):
             try:
                 fetch(manifest, cache)
@@ -119,8 +119,8 @@ def _missing(manifest: Manifest, beside: Path, reason: str) -> str:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One process at a time (the two test passes run side by side)."""
+def one_at_a_time(path: Path) -> Iterator[None]:
+    """One process at a time, by a lock on `path` (the two test passes run side by side)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
