@@ -226,3 +226,24 @@ async def committing_client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[
         await session.execute(update(ArticleTotal).values(count=0))
         if engine.dialect.name == "postgresql":
             await session.execute(text("TRUNCATE pgqueuer, pgqueuer_log"))
+
+
+@pytest.fixture
+async def empty_engine(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database of its own, with no schema yet, on the same backend."""
+    if database_url.startswith("sqlite"):
+        path = tmp_path_factory.mktemp("migrations") / "empty.db"
+        engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
+        yield engine
+        await engine.dispose()
+        return
+    server_url = os.environ["TEST_DATABASE_URL"]
+    url = await create_postgres_database(server_url)
+    engine = create_engine(DatabaseSettings(url=url))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await drop_postgres_database(server_url, url)

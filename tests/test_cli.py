@@ -15,25 +15,45 @@ from typer.testing import CliRunner
 
 from conduit.cli import app
 from conduit.config import DatabaseSettings, JobsSettings, Settings
+from conduit.database import SCHEMA_REVISION
 from conduit.main import create_app
 from tests import factories
 
 runner = CliRunner()
 
 
-def test_migrate_creates_the_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_creates_the_schema_saying_which_revisions_it_applies_and_never_goes_back(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "cli.db"
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
 
-    result = runner.invoke(app, ["migrate"])
+    def migrate(*arguments: str) -> subprocess.CompletedProcess[str]:
+        # In a process of its own: `conduit migrate` configures its process's logging.
+        return subprocess.run(  # noqa: S603 (this interpreter, these arguments)
+            [sys.executable, "-m", "conduit", "migrate", *arguments],
+            env={**os.environ, "DATABASE_URL": f"sqlite:///{path}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
-    assert result.exit_code == 0, result.output
-    assert "Database migrated to head." in result.output
+    result = migrate()
+    back = migrate("7bf4037cc97d")
+
+    assert result.returncode == 0, result.stderr
+    assert "Database migrated to head." in result.stdout
+    applied = [line for line in result.stdout.splitlines() if "migration_applied" in line]
+    assert "revision=7bf4037cc97d" in applied[0]
+    assert f"revision={SCHEMA_REVISION}" in applied[-1]
     engine = create_engine(f"sqlite:///{path}")
     try:
         assert "articles" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+    assert back.returncode == 2
+    assert back.stderr.startswith("Cannot migrate to 7bf4037cc97d: ")
+    assert "`conduit migrate` only upgrades" in back.stderr
 
 
 def test_refuses_to_start_in_production_with_the_default_secret(
@@ -99,7 +119,7 @@ def test_version_and_short_help() -> None:
     serve_help = runner.invoke(app, ["serve", "-h"])
 
     assert version.exit_code == 0
-    assert version.output == "conduit 0.1.0\n"
+    assert version.output == "conduit 0.11.0\n"
     assert short_help.exit_code == serve_help.exit_code == 0
     assert "serve" in short_help.output
     assert "--workers" in serve_help.output

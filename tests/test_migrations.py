@@ -1,46 +1,42 @@
 """Migrations are the only source of the schema: they must apply, reverse, and agree with the
 models exactly."""
 
+import asyncio
 import os
+import sys
+import uuid
 import warnings
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Uuid,
+    column,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import migrations
-from conduit.auth.models import User
-from conduit.config import DatabaseSettings
-from conduit.database import SCHEMA_REVISION, Base, create_engine, schema_revision
-from tests.databases import create_postgres_database, drop_postgres_database
+from conduit.auth.models import AuthSession, RefreshToken, User
+from conduit.database import (
+    SCHEMA_REVISION,
+    Base,
+    UTCDateTime,
+    schema_revision,
+    utcnow,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def empty_engine(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database of its own, with no schema yet, on the same backend."""
-    if database_url.startswith("sqlite"):
-        path = tmp_path_factory.mktemp("migrations") / "empty.db"
-        engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
-        yield engine
-        await engine.dispose()
-        return
-    server_url = os.environ["TEST_DATABASE_URL"]
-    url = await create_postgres_database(server_url)
-    engine = create_engine(DatabaseSettings(url=url))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        await drop_postgres_database(server_url, url)
 
 
 def _differences(connection: Connection) -> list[object]:
@@ -124,3 +120,124 @@ async def test_usernames_differing_only_by_case_are_renamed_but_the_oldest(
     assert f"renamed '{'L' * 48}-8'" in stderr
     assert "'bob'" not in stderr
     assert "'alice-5' (id 6)" not in stderr
+
+
+# `auth_sessions` as the release before 9c4e2a7b51d3 writes it: without `authenticated_at`.
+_SESSIONS_BEFORE = table(
+    "auth_sessions",
+    column("id", Uuid()),
+    column("user_id", Integer()),
+    column("created_at", UTCDateTime()),
+)
+
+
+async def test_security_round_two_keeps_refresh_tokens_and_the_release_before_it_signing_in(
+    empty_engine: AsyncEngine,
+) -> None:
+    """9c4e2a7b51d3 rebuilds `auth_sessions` on SQLite, and dropping the old table deleted every
+    refresh token by cascade; and the release before it opens sessions without
+    `authenticated_at`, which must still work while a rolling deploy replaces it."""
+    await migrations.upgrade(empty_engine, "6b2e0c4f9a17")
+    signed_in = datetime(2026, 12, 1, tzinfo=UTC)
+    before, during = uuid.uuid4(), uuid.uuid4()
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            insert(User).values(username="alice", email="alice@example.com", password_hash="x")
+        )
+        await connection.execute(
+            insert(_SESSIONS_BEFORE).values(id=before, user_id=1, created_at=signed_in)
+        )
+        await connection.execute(
+            insert(RefreshToken).values(
+                session_id=before, token_hash="a" * 64, expires_at=signed_in
+            )
+        )
+
+    await migrations.upgrade(empty_engine)
+
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            insert(_SESSIONS_BEFORE).values(id=during, user_id=1, created_at=utcnow())
+        )
+        assert await connection.scalar(select(RefreshToken.session_id)) == before
+        rows = await connection.execute(select(AuthSession.id, AuthSession.authenticated_at))
+        authenticated: dict[uuid.UUID, datetime] = {row[0]: row[1] for row in rows}
+    assert authenticated[before] == signed_in
+    assert authenticated[during] > signed_in
+
+
+async def test_migrate_gives_up_on_a_held_lock_saying_who_holds_it_with_nothing_half_applied(
+    empty_engine: AsyncEngine,
+) -> None:
+    """Each revision commits on its own: 6b2e0c4f9a17 lands, and 9c4e2a7b51d3, whose
+    `ALTER TABLE auth_sessions` waits behind a transaction left open, is rolled back whole (its
+    first statement, on `api_keys`, too) once the lock timeout runs out."""
+    if empty_engine.dialect.name != "postgresql":
+        pytest.skip("the lock timeout is PostgreSQL's (SQLite waits its busy timeout)")
+    await migrations.upgrade(empty_engine, "d3591788001f")
+    environment = {
+        **os.environ,
+        "DATABASE_URL": empty_engine.url.render_as_string(hide_password=False),
+        "CONDUIT_DB_MIGRATE_LOCK_TIMEOUT_SECONDS": "0.5",
+    }
+    async with empty_engine.connect() as holder:
+        holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+        await holder.execute(text("LOCK TABLE auth_sessions IN ACCESS SHARE MODE"))
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "conduit",
+            "migrate",
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        # Bounds a hang (no lock timeout at all), not the test's pace.
+        output = (await asyncio.wait_for(migrate.communicate(), timeout=120))[0].decode()
+
+    assert migrate.returncode == 75, output
+    assert (
+        "Migration 9c4e2a7b51d3 waited more than 0.5 s for a lock and was rolled back; " in output
+    )
+    assert "the database stays at 6b2e0c4f9a17" in output
+    assert "ALTER TABLE auth_sessions ADD COLUMN authenticated_at" in output
+    assert f"pid {holder_pid} holds AccessShareLock on auth_sessions: idle in transaction" in output
+    assert "LOCK TABLE auth_sessions IN ACCESS SHARE MODE" in output
+    assert "migration_applied" in output
+    assert await schema_revision(empty_engine) == "6b2e0c4f9a17"
+    async with empty_engine.connect() as connection:
+        columns = await connection.run_sync(lambda sync: inspect(sync).get_columns("api_keys"))
+    assert "revoked_at" not in {column["name"] for column in columns}
+
+    await migrations.upgrade(empty_engine, lock_timeout_seconds=0.5)
+
+    assert await schema_revision(empty_engine) == SCHEMA_REVISION
+
+
+async def test_security_round_two_waits_for_a_registration_under_way_without_deadlocking(
+    empty_engine: AsyncEngine,
+) -> None:
+    """A registration of the release before it writes `users` and then `auth_sessions`; the
+    migration must not hold `auth_sessions` while it waits for `users`."""
+    if empty_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    await migrations.upgrade(empty_engine, "6b2e0c4f9a17")
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with empty_engine.connect() as registration, empty_engine.connect() as observer:
+        await registration.execute(
+            insert(User).values(username="alice", email="alice@example.com", password_hash="x")
+        )
+        migrating = asyncio.create_task(migrations.upgrade(empty_engine, lock_timeout_seconds=60))
+        while not await observer.scalar(waiting):
+            await observer.rollback()
+            await asyncio.sleep(0.01)
+        await registration.execute(
+            insert(_SESSIONS_BEFORE).values(id=uuid.uuid4(), user_id=1, created_at=utcnow())
+        )
+        await registration.commit()
+        await migrating
+
+    assert await schema_revision(empty_engine) == SCHEMA_REVISION

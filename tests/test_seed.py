@@ -1,5 +1,7 @@
 """`conduit seed`: a deterministic dataset that respects the API's rules and that the API serves."""
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,7 +196,8 @@ def test_cli_seeds_a_migrated_database(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setitem(seeding.SCALES, seeding.ScaleName.SMALL, TINY)
 
     unmigrated = runner.invoke(app, ["seed"])
-    runner.invoke(app, ["migrate"])
+    # In a process of its own: `conduit migrate` configures this process's logging.
+    subprocess.run([sys.executable, "-m", "conduit", "migrate"], check=True, capture_output=True)
     seeded = runner.invoke(app, ["seed", "--scale", "small", "--seed", "3"])
     again = runner.invoke(app, ["seed"])
 

@@ -1,6 +1,6 @@
 """The `conduit` command: `serve` runs the API, `migrate` brings the database schema up to date,
-`seed` fills an empty database with realistic data, `worker` runs background jobs and `jobs`
-shows and handles them."""
+`seed` fills an empty database with realistic data, `recount` puts derived totals right, `worker`
+runs background jobs and `jobs` shows and handles them."""
 
 import asyncio
 import contextlib
@@ -29,6 +29,7 @@ from uvicorn.supervisors import ChangeReload
 
 from conduit import clients, config, database, logs, metrics, operations, server
 from conduit import seed as seeding
+from conduit.articles import service as articles_service
 from conduit.config import Environment, JobsBackend, Settings
 from conduit.database import Database
 from conduit.jobs import admin
@@ -253,17 +254,65 @@ def migrate(
 ) -> None:
     """Migrate the database to REVISION, the latest by default."""
     settings = _load_settings()
-    from conduit import migrations  # noqa: PLC0415 (Alembic only for the commands that migrate)
+    logs.configure(settings)
+    # Alembic only for the commands that migrate.
+    from alembic.script.revision import RevisionError  # noqa: PLC0415
+
+    from conduit import migrations  # noqa: PLC0415
 
     async def run() -> None:
         engine = database.create_engine(settings.database)
         try:
-            await migrations.upgrade(engine, revision)
+            await migrations.upgrade(
+                engine,
+                revision,
+                lock_timeout_seconds=settings.database.migrate_lock_timeout_seconds,
+            )
         finally:
             await engine.dispose()
 
-    _run(settings, run())
+    # Each revision is a log line; a failure is the command's answer, on standard error.
+    try:
+        _run(settings, run())
+    except migrations.LockNotAcquired as error:
+        # EX_TEMPFAIL (sysexits.h): nothing was half-applied, and running it again may succeed.
+        raise _fail(error.explain(), code=75) from None
+    except RevisionError as error:
+        raise _fail(
+            f"Cannot migrate to {revision}: {error}. `conduit migrate` only upgrades "
+            "(docs/deployment.md, Downgrades).",
+            code=2,
+        ) from None
     typer.echo(f"Database migrated to {revision}.")
+
+
+async def _recount(settings: Settings) -> tuple[int, int]:
+    async with clients.connect(settings, run_embedded_jobs=False) as connected:
+        if await database.schema_revision(connected.database.engine) != database.SCHEMA_REVISION:
+            raise _NotMigrated
+        info = {database.CACHE: connected.cache}
+        async with database.transaction(connected.database.sessions, info) as session:
+            return await articles_service.recount_total(session)
+
+
+@app.command()
+def recount() -> None:
+    """Count derived totals again, and correct those that drifted.
+
+    The unfiltered articlesCount is read from a total that triggers keep; a rolling deploy across
+    some releases left it wrong (CHANGELOG.md says which). Idempotent, and safe while the API
+    serves."""
+    settings = _load_settings()
+    try:
+        before, after = _run(settings, _recount(settings))
+    except _NotMigrated:
+        raise _fail(
+            "The database is not migrated to this release: run `conduit migrate` first."
+        ) from None
+    if before == after:
+        typer.echo(f"Article total: {after:,}, right.")
+    else:
+        typer.echo(f"Article total: {before:,}, corrected to {after:,}.")
 
 
 async def _seed(settings: Settings, scale: seeding.Scale, random_seed: int) -> dict[str, int]:

@@ -54,6 +54,10 @@ class DatabaseSettings(BaseSettings):
     # Opening a connection, TCP and authentication included: an unreachable server fails
     # after this long rather than after the driver's minute.
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    # How long `conduit migrate` waits for each lock on PostgreSQL before it rolls the revision
+    # back and fails: every statement on a table queues behind a DDL statement waiting for it,
+    # so the wait stays under the statement timeout the requests queued behind it have.
+    migrate_lock_timeout_seconds: float = Field(default=2.0, gt=0, le=3600)
     echo: bool = False
 
     @field_validator("url")

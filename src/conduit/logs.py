@@ -121,6 +121,8 @@ def config(settings: Settings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            # `conduit.migrations` says which revision it applies; Alembic's lines repeat it.
+            "alembic": {"level": "WARNING"},
             # `conduit serve --reload`: uvicorn's own line names the files that changed.
             "watchfiles": {"level": "WARNING"},
         },

@@ -169,6 +169,18 @@ def conformance_bin() -> Path:
 
 
 @dataclass(frozen=True)
+class Installation:
+    """A Conduit to run: its Python, with Conduit installed, and the tree it runs in."""
+
+    python: Path
+    root: Path
+
+
+# The code under test, in the environment running the tests.
+CURRENT = Installation(python=Path(sys.executable), root=REPO_ROOT)
+
+
+@dataclass(frozen=True)
 class ConduitServer:
     base_url: str
     log_path: Path
@@ -209,17 +221,19 @@ def _server_env(database_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def database_env(workdir: Path) -> Iterator[dict[str, str]]:
+def database_env(
+    workdir: Path, *, installation: Installation = CURRENT
+) -> Iterator[dict[str, str]]:
     """The environment of servers on a database of their own: a throw-away PostgreSQL
-    database, migrated, when TEST_DATABASE_URL is set, else a SQLite file in `workdir` (which
-    the first server to start migrates)."""
+    database, migrated by `installation`, when TEST_DATABASE_URL is set, else a SQLite file in
+    `workdir` (which the first server to start migrates)."""
     postgres_url = os.environ.get("TEST_DATABASE_URL")
     if not postgres_url:
         yield _server_env(f"sqlite+aiosqlite:///{workdir / 'e2e.db'}")
         return
     with _temporary_postgres_database(postgres_url) as url:
         env = _server_env(url)
-        _migrate(env)
+        migrate(env, installation=installation)
         yield env
 
 
@@ -250,14 +264,14 @@ def shared_store_env(kind: str) -> Iterator[dict[str, str]]:
 
 @contextmanager
 def _conduit(
-    arguments: list[str], env: dict[str, str], log_path: Path
+    arguments: list[str], env: dict[str, str], log_path: Path, installation: Installation
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m conduit <arguments>``, its output in `log_path`, stopped afterwards."""
     with ExitStack() as stack:
         log = stack.enter_context(log_path.open("wb"))
         process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "conduit", *arguments],
-            cwd=REPO_ROOT,
+            [installation.python, "-m", "conduit", *arguments],
+            cwd=installation.root,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -275,13 +289,14 @@ def serving(
     *,
     workers: int = 1,
     port: int | None = None,
+    installation: Installation = CURRENT,
 ) -> Iterator[ConduitServer]:
-    """A real ``python -m conduit serve`` process on `port` (a free loopback port by default),
-    ready to serve; its log is `workdir / <name>.log`."""
+    """A real ``python -m conduit serve`` process of `installation` on `port` (a free loopback
+    port by default), ready to serve; its log is `workdir / <name>.log`."""
     port = port or free_port()
     log_path = workdir / f"{name}.log"
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    with _conduit(serve, env, log_path) as process:
+    with _conduit(serve, env, log_path, installation) as process:
         server = ConduitServer(
             base_url=f"http://127.0.0.1:{port}", log_path=log_path, process=process
         )
@@ -303,7 +318,7 @@ def working(env: dict[str, str], workdir: Path, name: str = "worker") -> Iterato
     """A real ``python -m conduit worker`` process, running jobs; its log is
     `workdir / <name>.log`."""
     log_path = workdir / f"{name}.log"
-    with _conduit(["worker"], env, log_path) as process:
+    with _conduit(["worker"], env, log_path, CURRENT) as process:
         worker = Worker(log_path=log_path, process=process)
         deadline = time.monotonic() + SERVER_READY_TIMEOUT
         while "jobs," not in worker.log():
@@ -342,10 +357,10 @@ def _run_or_fail(
         )
 
 
-def _migrate(env: dict[str, str]) -> None:
+def migrate(env: dict[str, str], *, installation: Installation = CURRENT) -> None:
     _run_or_fail(
-        [sys.executable, "-m", "conduit", "migrate"],
-        cwd=REPO_ROOT,
+        [str(installation.python), "-m", "conduit", "migrate"],
+        cwd=installation.root,
         env=env,
         timeout=MIGRATE_TIMEOUT,
     )

@@ -3,10 +3,10 @@
 import secrets
 
 from slugify import slugify
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.articles.models import Article, Favorite
+from conduit.articles.models import Article, ArticleTotal, Favorite
 from conduit.articles.schemas import NewArticle, UpdateArticle
 from conduit.auth.principal import Account
 from conduit.cache import versions as cached
@@ -109,3 +109,28 @@ async def unfavorite(session: AsyncSession, *, article: Article, user: Account) 
         delete(Favorite).where(Favorite.user_id == user.id, Favorite.article_id == article.id)
     )
     cached.changed(session, cached.ARTICLES, cached.article(article.slug))
+
+
+async def recount_total(session: AsyncSession) -> tuple[int, int]:
+    """Count the articles again into the total the unfiltered `articlesCount` reads, and return
+    the total before and after: how a total that drifted is put right (`conduit recount`).
+
+    Safe while articles are written. Locking the total's row first waits for every transaction
+    that has already changed it (its articles are then committed) and holds back the triggers of
+    those that have not (their articles, uncommitted, are not counted; their triggers add them to
+    the new total once this commits). The count is then a statement of its own, whose snapshot
+    (PostgreSQL's READ COMMITTED takes one per statement) holds every article committed before
+    the lock. A single `UPDATE ... SET count = (SELECT count(*) ...)` would not do: when it waits
+    for the row, it writes the count taken before the wait. On SQLite the transaction holds the
+    database's write lock from its start.
+    """
+    before = (await session.execute(select(ArticleTotal.count).with_for_update())).scalar_one()
+    recounted = await session.execute(
+        update(ArticleTotal)
+        .values(count=select(func.count()).select_from(Article).scalar_subquery())
+        .returning(ArticleTotal.count)
+    )
+    after = recounted.scalar_one()
+    if after != before:
+        cached.changed(session, cached.ARTICLES)
+    return before, after

@@ -35,8 +35,11 @@ class AuthSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When the user last proved the password for this session (its sign-in): what "a recent
-    # sign-in" is measured against. Refreshing its tokens does not move it.
-    authenticated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # sign-in" is measured against. Refreshing its tokens does not move it. The server's default
+    # is for the release before the column, which signs people in without it.
+    authenticated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

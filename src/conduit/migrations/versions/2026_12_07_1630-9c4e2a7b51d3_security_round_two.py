@@ -6,13 +6,19 @@ Usernames that differ only by case (`alice` beside `ALICE`) cannot keep both: th
 account keeps its name and every later one is renamed `<name>-<id>`, each rename printed on
 standard error, so that the operator can tell its owner.
 
+`auth_sessions.authenticated_at` defaults to the time of the insert, so that the previous
+release, which does not know the column, can still sign people in while a rolling deploy
+replaces it. On SQLite, changing a column rebuilds `auth_sessions`, and dropping the old table
+deletes every refresh token by cascade: they are put aside and back.
+
 Revision ID: 9c4e2a7b51d3
 Revises: 6b2e0c4f9a17
 Create Date: 2026-12-07 16:30:00
 """
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -53,15 +59,35 @@ def _rename_case_clashes() -> None:
         )
 
 
+@contextlib.contextmanager
+def _refresh_tokens_kept() -> Iterator[None]:
+    if op.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    op.execute("CREATE TEMPORARY TABLE kept_refresh_tokens AS SELECT * FROM refresh_tokens")
+    yield
+    op.execute("INSERT INTO refresh_tokens SELECT * FROM kept_refresh_tokens")
+    op.execute("DROP TABLE kept_refresh_tokens")
+
+
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # The index on lower(username) below needs `users` in SHARE mode. Taken there, it waited
+        # for a registration of the running release, which writes `users` and then
+        # `auth_sessions`, and waited for this revision's lock on `auth_sessions`: a deadlock.
+        # Taken first, this revision waits for such registrations instead.
+        op.execute("LOCK TABLE users IN SHARE MODE")
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("auth_sessions") as batch:
         batch.add_column(sa.Column("authenticated_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE auth_sessions SET authenticated_at = created_at")
-    with op.batch_alter_table("auth_sessions") as batch:
+    with _refresh_tokens_kept(), op.batch_alter_table("auth_sessions") as batch:
         batch.alter_column(
-            "authenticated_at", existing_type=sa.DateTime(timezone=True), nullable=False
+            "authenticated_at",
+            existing_type=sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.now(),
         )
     with op.batch_alter_table("notifications") as batch:
         batch.add_column(sa.Column("dedupe_key", sa.String(length=200), nullable=True))
@@ -84,7 +110,7 @@ def downgrade() -> None:
     with op.batch_alter_table("notifications") as batch:
         batch.drop_constraint(op.f("uq_notifications_dedupe_key"), type_="unique")
         batch.drop_column("dedupe_key")
-    with op.batch_alter_table("auth_sessions") as batch:
+    with _refresh_tokens_kept(), op.batch_alter_table("auth_sessions") as batch:
         batch.drop_column("authenticated_at")
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_column("revoked_at")
