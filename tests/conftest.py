@@ -39,7 +39,7 @@ from conduit.ratelimit.policies import Policies
 from tests import upstash_rest
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.readers import driver_reader
-from tests.redis_keys import delete_keys
+from tests.redis_keys import STORE_TIMEOUT_SECONDS, delete_keys
 from tests.smtp import Mailbox, receiving
 from tests.statements import RecordingReader, StatementRecorder
 
@@ -70,7 +70,11 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 @pytest.fixture(scope="session")
 async def redis_settings() -> AsyncIterator[RedisSettings]:
     url = os.environ.get("TEST_REDIS_URL")
-    settings = RedisSettings(url=url, key_prefix=f"conduit-test-{uuid.uuid4().hex[:12]}")
+    settings = RedisSettings(
+        url=url,
+        key_prefix=f"conduit-test-{uuid.uuid4().hex[:12]}",
+        timeout_seconds=STORE_TIMEOUT_SECONDS,
+    )
     yield settings
     if url is not None:
         await delete_keys(url, f"{settings.key_prefix}:*")
@@ -120,7 +124,12 @@ def mailbox() -> Iterator[Mailbox]:
 @pytest.fixture(scope="session")
 def settings(database_url: str, redis_settings: RedisSettings, mailbox: Mailbox) -> Settings:
     return Settings(
-        database=DatabaseSettings(url=database_url),
+        # Production's statement and pool timeouts are met on a loaded machine by the tests
+        # that crowd the database (tests/test_concurrency.py), whose subject is what commits;
+        # tests/test_faults.py sets its own to test them.
+        database=DatabaseSettings(
+            url=database_url, statement_timeout_seconds=60, pool_timeout_seconds=60
+        ),
         auth=AuthSettings(
             secret_key=SecretStr(TEST_SECRET),
             previous_secret_keys=[SecretStr(PREVIOUS_TEST_SECRET)],

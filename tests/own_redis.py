@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.threaded import free_port
+from tests.threaded import START_TIMEOUT_SECONDS, free_port
 
 
 class OwnRedis:
@@ -38,7 +38,7 @@ class OwnRedis:
             self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         client = redis.Redis.from_url(self.url, socket_timeout=0.5)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
             try:
                 client.ping()

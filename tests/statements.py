@@ -1,3 +1,4 @@
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,12 +46,19 @@ class StatementRecorder:
 
 class RecordingReader:
     """A reader that records each statement it runs, as the engine's listener records the
-    statements that go through SQLAlchemy."""
+    statements that go through SQLAlchemy.
+
+    Its reader is the test's one connection, where production's has a pool: concurrent reads
+    (requests sent at once, each missing the cache) take turns on it, as they would take
+    connections of their own, instead of meeting on it (asyncpg: "another operation is in
+    progress")."""
 
     def __init__(self, reader: Reader, recorder: StatementRecorder) -> None:
         self._reader = reader
         self._recorder = recorder
+        self._turn = asyncio.Lock()
 
     async def scalar(self, read: Read[T], /, **params: object) -> T | None:
         self._recorder.statements.append(read.compiled(self._recorder.engine.dialect).sql)
-        return await self._reader.scalar(read, **params)
+        async with self._turn:
+            return await self._reader.scalar(read, **params)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -15,6 +16,9 @@ from conduit.auth.dependencies import _authentication, anonymous_caller
 from conduit.config import Settings
 from conduit.main import create_app
 from conduit.ratelimit.dependencies import limit_anonymous, limit_sign_in
+
+pytestmark = pytest.mark.one_pass
+
 
 SOURCE = Path(__file__).resolve().parent.parent / "src" / "conduit"
 DOMAINS = {"api_keys", "articles", "auth", "comments", "profiles", "tags"}

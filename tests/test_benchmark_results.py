@@ -10,6 +10,8 @@ import pytest
 from benchmarks import report
 from benchmarks.report import RESULTS
 
+pytestmark = pytest.mark.one_pass
+
 REGENERATE = ".tools/bin/uv run --group bench python -m benchmarks.publish"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESULTS_FILES = sorted(RESULTS.glob("*.json"))

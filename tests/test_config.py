@@ -20,6 +20,9 @@ from conduit.config import (
 from conduit.main import create_app
 from conduit.ratelimit.policies import Policies
 
+# Settings and apps of the tests' own making: the same whichever database the run tests.
+pytestmark = pytest.mark.one_pass
+
 
 @pytest.mark.parametrize(
     ("url", "expected"),
@@ -259,6 +262,7 @@ def test_the_jobs_backend_follows_from_the_configuration(
 def test_a_jobs_backend_that_cannot_run_is_refused(
     database: DatabaseSettings, jobs: JobsSettings, qstash: QStashSettings, message: str
 ) -> None:
+
     with pytest.raises(ValidationError, match=message):
         Settings(database=database, jobs=jobs, qstash=qstash)
 

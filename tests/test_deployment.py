@@ -14,6 +14,8 @@ from conduit.config import Environment, JobsBackend, Settings
 from tests import deployment_files
 from tests.deployment_files import Invocation, MissingVariableError, invocation
 
+pytestmark = pytest.mark.one_pass
+
 SECRET = "a-compose-secret-of-more-than-32-bytes-0123"
 SHELL = {"CONDUIT_SECRET_KEY": SECRET}
 

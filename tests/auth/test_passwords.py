@@ -1,4 +1,8 @@
+import pytest
+
 from conduit.auth.passwords import DECOY_HASH, _hasher
+
+pytestmark = pytest.mark.one_pass
 
 
 def test_the_decoy_hash_costs_what_a_real_one_does() -> None:

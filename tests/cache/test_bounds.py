@@ -18,6 +18,7 @@ from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
 from tests.factories import create_article, register
 from tests.own_redis import OwnRedis, running
+from tests.redis_keys import STORE_TIMEOUT_SECONDS
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +31,8 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 @pytest.fixture
 async def store(own_redis: OwnRedis) -> AsyncIterator[kv.Store]:
-    async with kv.connect(RedisSettings(url=own_redis.url)) as store:
+    settings = RedisSettings(url=own_redis.url, timeout_seconds=STORE_TIMEOUT_SECONDS)
+    async with kv.connect(settings) as store:
         yield store
 
 

@@ -25,7 +25,8 @@ import httpx
 import pytest
 
 from tests.databases import create_postgres_database, drop_postgres_database
-from tests.redis_keys import delete_keys
+from tests.e2e import realworld
+from tests.redis_keys import STORE_TIMEOUT_SECONDS, delete_keys
 from tests.threaded import free_port
 from tests.upstash_rest import serving as serving_upstash
 
@@ -33,11 +34,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE_DIR = REPO_ROOT / "conformance"
 CONFORMANCE_BIN = CONFORMANCE_DIR / "node_modules" / ".bin"
 CONFORMANCE_TOOLS = ("bru", "newman")
-REALWORLD_DIR_ENV = "CONDUIT_REALWORLD_DIR"
-BRUNO_EXCLUDED_FOLDERS = frozenset({"environments"})
-NO_BRUNO_FOLDERS = "no-bruno-folders-found"
 
-SERVER_READY_TIMEOUT = 30.0
+# Bounds on waiting for a process that works: a loaded machine can take a minute to start one
+# (two workers, each importing the app); only a process that never starts waits this long.
+SERVER_READY_TIMEOUT = 120.0
 SERVER_STOP_TIMEOUT = 15.0
 MIGRATE_TIMEOUT = 180.0
 NPM_CI_TIMEOUT = 900.0
@@ -48,32 +48,9 @@ SERVER_SECRET_KEY = "e2e-conformance-secret-key-0123456789abcdef"
 _SUMMARY_KEY = pytest.StashKey[list[str]]()
 
 
-def locate_realworld_dir() -> Path:
-    """``$CONDUIT_REALWORLD_DIR``, else the ``shared/realworld`` directory beside the repository."""
-    override = os.environ.get(REALWORLD_DIR_ENV)
-    if override:
-        return Path(override).expanduser().resolve()
-    return REPO_ROOT.parent / "shared" / "realworld"
-
-
-def discover_bruno_folders(bruno_dir: Path) -> list[str]:
-    """The Bruno collection's request folders, or a sentinel for which the test fails loudly."""
-    if not bruno_dir.is_dir():
-        return [NO_BRUNO_FOLDERS]
-    folders = sorted(
-        entry.name
-        for entry in bruno_dir.iterdir()
-        if entry.is_dir()
-        and not entry.name.startswith(".")
-        and entry.name not in BRUNO_EXCLUDED_FOLDERS
-    )
-    return folders or [NO_BRUNO_FOLDERS]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bruno_folder" in metafunc.fixturenames:
-        bruno_dir = locate_realworld_dir() / "current" / "bruno"
-        metafunc.parametrize("bruno_folder", discover_bruno_folders(bruno_dir))
+        metafunc.parametrize("bruno_folder", realworld.bruno_folders(realworld.load_manifest()))
 
 
 def pytest_terminal_summary(
@@ -93,9 +70,46 @@ def conformance_summary(request: pytest.FixtureRequest) -> list[str]:
     return request.config.stash.setdefault(_SUMMARY_KEY, [])
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The conformance tests that are to run are skipped, in one line for them all, when their
+    suites or their runners cannot be had here. Last, so that only tests still selected fetch."""
+    conformance = [item for item in items if "realworld_dir" in getattr(item, "fixturenames", ())]
+    if not conformance:
+        return
+    missing = _runners_missing() or _suites_missing()
+    if missing is not None:
+        for item in conformance:
+            item.add_marker(pytest.mark.skip(reason=missing))
+
+
+def _runners_missing() -> str | None:
+    runners = ", ".join(f"{package} {version}" for package, version in _pinned_versions().items())
+    if shutil.which("node") is None:
+        return f"Node.js is not on PATH: the conformance runners ({runners}) need it"
+    if not _runners_installed() and shutil.which("npm") is None:
+        return f"npm is not on PATH to install the conformance runners ({runners}) in conformance/"
+    return None
+
+
+def _suites_missing() -> str | None:
+    try:
+        realworld.locate(realworld.load_manifest())
+    except realworld.Unavailable as error:
+        return str(error)
+    except realworld.Mismatch:
+        return None  # `realworld_dir` fails the tests, saying what was refused.
+    return None
+
+
 @pytest.fixture(scope="session")
 def realworld_dir() -> Path:
-    path = locate_realworld_dir()
+    """The RealWorld suites (`tests.e2e.realworld`); when they are not here and cannot be
+    fetched, the tests that need them have been skipped at collection."""
+    try:
+        path = realworld.locate(realworld.load_manifest())
+    except realworld.Mismatch as error:
+        pytest.fail(f"Refused the fetched RealWorld suites: {error}", pytrace=False)
     expected = (
         path / "current" / "bruno" / "bruno.json",
         path / "legacy" / "Conduit.postman_collection.json",
@@ -103,8 +117,7 @@ def realworld_dir() -> Path:
     missing = [str(candidate) for candidate in expected if not candidate.is_file()]
     if missing:
         pytest.fail(
-            f"RealWorld conformance suites not found under {path} (missing: {', '.join(missing)}). "
-            f"Place shared/realworld beside the repository or set {REALWORLD_DIR_ENV}.",
+            f"RealWorld conformance suites not found under {path} (missing: {', '.join(missing)}).",
             pytrace=False,
         )
     return path
@@ -139,20 +152,13 @@ def _tail(output: str, lines: int = LOG_TAIL_LINES) -> str:
 @pytest.fixture(scope="session")
 def conformance_bin() -> Path:
     """``conformance/node_modules/.bin`` holding the pinned runners (``npm ci`` if missing)."""
-    if shutil.which("node") is None:
-        pytest.fail("Node.js (`node`) is required to run the conformance suites.", pytrace=False)
-    if _runners_installed():
-        return CONFORMANCE_BIN
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail(
-            f"The conformance runners are not installed in {CONFORMANCE_DIR} and `npm` is not "
-            "on PATH to install them (`npm ci` in conformance/).",
-            pytrace=False,
+    # `npm ci` starts by deleting node_modules: the other pass's must not run meanwhile.
+    with realworld.one_at_a_time(REPO_ROOT / ".tools" / "conformance-runners.lock"):
+        if _runners_installed():
+            return CONFORMANCE_BIN
+        _run_or_fail(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
         )
-    _run_or_fail(
-        [npm, "ci", "--no-audit", "--no-fund"], cwd=CONFORMANCE_DIR, timeout=NPM_CI_TIMEOUT
-    )
     if not _runners_installed():
         pytest.fail(
             f"`npm ci` succeeded but {', '.join(CONFORMANCE_TOOLS)} at the versions pinned in "
@@ -210,6 +216,7 @@ def _server_env(database_url: str) -> dict[str, str]:
     if redis_url:
         env["REDIS_URL"] = redis_url
         env["CONDUIT_REDIS_KEY_PREFIX"] = f"conduit-e2e-{uuid.uuid4().hex[:12]}"
+        env["CONDUIT_REDIS_TIMEOUT_SECONDS"] = str(STORE_TIMEOUT_SECONDS)
     return env
 
 
@@ -240,18 +247,17 @@ def shared_store_env(kind: str) -> Iterator[dict[str, str]]:
         pytest.skip("TEST_REDIS_URL is not set (CI sets it)")
     prefix = f"conduit-e2e-{uuid.uuid4().hex[:12]}"
     try:
+        timeout = {"CONDUIT_REDIS_TIMEOUT_SECONDS": str(STORE_TIMEOUT_SECONDS)}
         if kind == "redis":
-            yield {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix}
+            yield {"REDIS_URL": redis_url, "CONDUIT_REDIS_KEY_PREFIX": prefix} | timeout
             return
         token = secrets.token_urlsafe(16)
         with serving_upstash(redis_url, token) as url:
-            # The emulator shares this process with the test's client: more time than Upstash.
             yield {
                 "UPSTASH_REDIS_REST_URL": url,
                 "UPSTASH_REDIS_REST_TOKEN": token,
-                "CONDUIT_REDIS_TIMEOUT_SECONDS": "2",
                 "CONDUIT_REDIS_KEY_PREFIX": prefix,
-            }
+            } | timeout
     finally:
         asyncio.run(delete_keys(redis_url, f"{prefix}:*"))
 

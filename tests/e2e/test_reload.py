@@ -16,7 +16,8 @@ import conduit
 from tests.e2e.conftest import database_env
 from tests.threaded import free_port
 
-pytestmark = pytest.mark.e2e
+# What uvicorn's reloader does, whichever database the server is on.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_pass]
 
 # Bounds on a busy machine, polled, never waited out: a start is 1 to 4 s here.
 DEADLINE_SECONDS = 60.0

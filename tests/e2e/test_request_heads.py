@@ -10,7 +10,8 @@ import pytest
 
 from tests.e2e.conftest import ConduitServer, database_env, serving
 
-pytestmark = pytest.mark.e2e
+# What uvicorn's configuration does with a connection, whichever database is behind it.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_pass]
 
 HEADER_TIMEOUT_SECONDS = 1
 # Far beyond the bound: a connection still open by then was never closed.

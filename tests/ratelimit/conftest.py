@@ -10,12 +10,11 @@ from pydantic import SecretStr
 
 from conduit import kv
 from conduit.config import RedisSettings
+from tests.redis_keys import STORE_TIMEOUT_SECONDS
 from tests.upstash_rest import Endpoint
 
 
-def store_settings(
-    kind: str, request: pytest.FixtureRequest, *, timeout_seconds: float = 2.0
-) -> RedisSettings:
+def store_settings(kind: str, request: pytest.FixtureRequest) -> RedisSettings:
     """Settings for a store of `kind`, its keys under the test run's prefix."""
     prefix: str = request.getfixturevalue("redis_settings").key_prefix
     url = rest_url = rest_token = None
@@ -29,7 +28,7 @@ def store_settings(
         rest_url=rest_url,
         rest_token=rest_token,
         key_prefix=prefix,
-        timeout_seconds=timeout_seconds,
+        timeout_seconds=STORE_TIMEOUT_SECONDS,
     )
 
 

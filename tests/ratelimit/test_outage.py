@@ -18,6 +18,7 @@ from conduit.config import Rate, RateLimitSettings, RedisSettings
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
 from tests.own_redis import OwnRedis, running
+from tests.redis_keys import STORE_TIMEOUT_SECONDS
 from tests.upstash_rest import serving
 
 pytestmark = pytest.mark.anyio
@@ -34,13 +35,14 @@ async def failing_store(
     request: pytest.FixtureRequest, own_redis: OwnRedis
 ) -> AsyncIterator[kv.Store]:
     if request.param == "redis":
-        async with kv.connect(RedisSettings(url=own_redis.url)) as store:
+        settings = RedisSettings(url=own_redis.url, timeout_seconds=STORE_TIMEOUT_SECONDS)
+        async with kv.connect(settings) as store:
             yield store
         return
     token = secrets.token_urlsafe(16)
     with serving(own_redis.url, token) as rest_url:
         settings = RedisSettings(
-            rest_url=rest_url, rest_token=SecretStr(token), timeout_seconds=2.0
+            rest_url=rest_url, rest_token=SecretStr(token), timeout_seconds=STORE_TIMEOUT_SECONDS
         )
         async with kv.connect(settings) as store:
             yield store
