@@ -119,6 +119,29 @@ def test_cors_origins_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatc
     assert Settings().http.cors_origins == ["https://a.example", "https://b.example"]
 
 
+def test_trusted_proxies_are_addresses_and_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_HTTP_TRUSTED_PROXIES", "10.0.1.0/24, 192.0.2.7,::1")
+
+    assert Settings().http.trusted_proxies == ["10.0.1.0/24", "192.0.2.7", "::1"]
+
+
+@pytest.mark.parametrize(
+    ("proxies", "message"),
+    [
+        ("*", "'\\*' would believe any client's X-Forwarded-For"),
+        ("10.0.1.0/33", "'10.0.1.0/33' is not an IP address or network"),
+        ("10.0.1.0/24,frontend.internal", "'frontend.internal' is not an IP address or network"),
+    ],
+)
+def test_trusted_proxies_that_would_believe_everyone_or_no_one_are_refused(
+    monkeypatch: pytest.MonkeyPatch, proxies: str, message: str
+) -> None:
+    monkeypatch.setenv("CONDUIT_HTTP_TRUSTED_PROXIES", proxies)
+
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
 @pytest.mark.anyio
 async def test_cors_allows_only_listed_origins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONDUIT_HTTP_CORS_ORIGINS", "https://app.example")

@@ -4,6 +4,7 @@ Every knob lives in one of the groups below; each group reads its own `CONDUIT_<
 variables, and the platform-standard names (`DATABASE_URL`) are read as they are.
 """
 
+import ipaddress
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -176,6 +177,24 @@ class HttpSettings(BaseSettings):
         if "*" in origins:
             raise ValueError("list the allowed origins explicitly; '*' is not accepted")
         return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def proxy_networks(cls, proxies: list[str]) -> list[str]:
+        """Addresses and networks only: uvicorn would take any other text for a host name that
+        never matches, so a typo would silently believe no proxy; and '*' would believe every
+        client's `X-Forwarded-For`, the address its rate limits count by."""
+        for proxy in proxies:
+            if proxy == "*":
+                raise ValueError(
+                    "'*' would believe any client's X-Forwarded-For; list the proxies' "
+                    "addresses or networks"
+                )
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from None
+        return proxies
 
 
 class LogFormat(StrEnum):
