@@ -440,6 +440,18 @@ class Result:
         ]
         return max(failed, default=0.0)
 
+    def failed_once_recovered(self) -> list[Outcome]:
+        """Requests sent after the first success that followed the fault and failed: once the
+        service has answered one, every later request should succeed, however slow the
+        machine."""
+        recovered = self.window.ended + self.first_success_after()
+        return [
+            outcome
+            for outcome in self.outcomes
+            if outcome.started > recovered
+            and (outcome.status is None or outcome.status >= httpx.codes.INTERNAL_SERVER_ERROR)
+        ]
+
     def first_success_after(self) -> float:
         """Seconds from the fault's end to the first request answered with success after it."""
         return min(

@@ -37,9 +37,6 @@ SHAPE = faults.Shape(
     after_seconds=3,
     env={"CONDUIT_CACHE_ENABLED": "false"},
 )
-# From the database's return to the last request that may still fail: a read that had just
-# found its connection closed is retried on a new one, and connections open in milliseconds.
-RECOVERY_SECONDS = 1.0
 
 
 def test_a_restart_of_postgresql_under_load_is_503s_then_service_without_a_lost_write(
@@ -62,7 +59,8 @@ def test_a_restart_of_postgresql_under_load_is_503s_then_service_without_a_lost_
     assert set(statuses) <= {200, 201, 503}, report
     assert not [o for o in result.outcomes if not o.well_formed], report
     assert statuses[503], f"the restart was not felt{report}"
-    assert result.recovered_after() <= RECOVERY_SECONDS, report
+    # A read that had just found its connection closed is retried on a new one.
+    assert not result.failed_once_recovered(), report
     assert any(outcome.status == 201 for outcome in result.phase("after")), report
     assert result.log.tracebacks == result.log.errors == result.log.not_json == 0, report
     assert result.log.database_reports == 1, report
