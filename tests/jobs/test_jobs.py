@@ -1,6 +1,7 @@
 """Jobs on the backend of the database under test: PgQueuer on PostgreSQL, the embedded worker
 on SQLite. Both are driven by `run_jobs`, as their workers drive them."""
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -8,6 +9,7 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -55,7 +57,15 @@ async def poison(_: JobContext, __: Job, arguments: Note) -> None:
     raise RuntimeError("this job always fails")
 
 
-TEST_TASKS = {note.name: note, poison.name: poison}
+@task("tests.slow_poison", Note)
+async def slow_poison(_: JobContext, __: Job, arguments: Note) -> None:
+    """Fails after its worker has decided how long to wait for more work."""
+    ran[arguments.text] += 1
+    await asyncio.sleep(0.2)
+    raise RuntimeError("this job always fails, slowly")
+
+
+TEST_TASKS = {note.name: note, poison.name: poison, slow_poison.name: slow_poison}
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +79,27 @@ async def _enqueue(app: FastAPI, *jobs: tuple[str, str]) -> None:
     async with background.context.unit_of_work() as session:
         for name, text in jobs:
             await enqueue(session, TEST_TASKS[name], Note(text=text))
+
+
+async def test_a_retry_runs_when_it_is_due_not_when_the_worker_next_looks(
+    app: FastAPI, settings: Settings, committing_client: AsyncClient
+) -> None:
+    """With a heartbeat of 30 s, PgQueuer's worker once waited that long before each retry of a
+    run that failed after it had last looked for work."""
+    del committing_client  # empties the tables afterwards
+    jobs = settings.jobs.model_copy(
+        update={
+            "heartbeat_timeout_seconds": 30,
+            "retry_base_seconds": 0.1,
+            "retry_max_seconds": 0.2,
+        }
+    )
+    await _enqueue(app, ("tests.slow_poison", "slow"))
+
+    with anyio.fail_after(20):
+        await run_jobs(app, TEST_TASKS, settings=settings.model_copy(update={"jobs": jobs}))
+
+    assert ran["slow"] == settings.jobs.max_attempts
 
 
 async def test_a_committed_unit_of_work_runs_its_jobs_once(

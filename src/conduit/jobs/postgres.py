@@ -137,8 +137,11 @@ async def work(
             batch_size=batch_size,
             max_concurrent_tasks=max(settings.concurrency, 2 * batch_size),
             heartbeat_timeout=heartbeat_timeout,
-            # New jobs wake a worker at once (LISTEN); a dead worker's are noticed by looking.
-            dequeue_timeout=heartbeat_timeout,
+            # New jobs wake a worker at once (LISTEN); a dead worker's, and a retry, are noticed
+            # by looking. PgQueuer decides how long to wait before a failed run's retry is
+            # queued, and a retry wakes no one: looking every retry base keeps a retry's wait
+            # what `retry_delay` says, give or take one base, rather than the heartbeat's 30 s.
+            dequeue_timeout=min(heartbeat_timeout, timedelta(seconds=settings.retry_base_seconds)),
             mode=QueueExecutionMode.drain if drain else QueueExecutionMode.continuous,
         )
         stopping.cancel()
