@@ -4,11 +4,14 @@
   (``bru run <folder> --env local --env-var host=<origin>`` from inside ``bruno/``), but with
   its scripts in Node's own sandbox (``--sandbox developer``) rather than QuickJS's (``safe``):
   the same JavaScript, from suites we pin, for half the CPU (QuickJS costs 0.4 s of CPU a
-  request: most of a pass's conformance time, docs/decisions.md);
+  request: most of a pass's conformance time, docs/decisions.md). The folders are given to one
+  ``bru run``, one after another as upstream's loop runs them, and judged one test each: a
+  run of its own per folder would start Bruno 13 times, at 3 s of CPU each;
 * the legacy Postman collection (spec 1.1.0) with newman.
 
-Each run's JSON report is parsed; the test fails on any failed request, assertion, test or script,
-listing them. A one-line summary per run is printed in pytest's closing summary.
+Each run's JSON report is parsed; a test fails on any failed request, assertion, test or script
+of its own, listing them. A one-line summary per folder and run is printed in pytest's closing
+summary.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests.e2e import realworld
 from tests.e2e.conftest import SERVER_SECRET_KEY
 
 pytestmark = pytest.mark.e2e
@@ -195,13 +199,21 @@ def _parse_bruno_report(report: list[dict[str, Any]], label: str) -> RunOutcome:
     for iteration in report:
         for result in iteration.get("results") or []:
             _collect_bruno_result(result, outcome)
-        summary = iteration.get("summary") or {}
-        unexplained = (summary.get("failedRequests") or 0) + (summary.get("errorRequests") or 0)
-        if unexplained and not outcome.failures:
-            outcome.failures.append(
-                Failure("(run)", "bru summary", f"{unexplained} failed request(s) reported", "")
-            )
     return outcome
+
+
+def _unreported_failures(
+    report: list[dict[str, Any]], outcomes: list[RunOutcome]
+) -> Failure | None:
+    """Failed requests that Bruno's summary counts but none of its results shows."""
+    unexplained = sum(
+        (iteration.get("summary") or {}).get(key) or 0
+        for iteration in report
+        for key in ("failedRequests", "errorRequests")
+    )
+    if not unexplained or any(outcome.failures for outcome in outcomes):
+        return None
+    return Failure("(run)", "bru summary", f"{unexplained} failed request(s) reported", "")
 
 
 def _newman_response(execution: dict[str, Any] | None) -> str:
@@ -250,10 +262,6 @@ def _judge(
     conformance_summary: list[str],
 ) -> None:
     conformance_summary.append(outcome.summary_line())
-    if run.exit_code != 0 and not outcome.failures:
-        outcome.failures.append(
-            Failure("(run)", f"runner exit code {run.exit_code}", _tail(run.output), "")
-        )
     if outcome.requests == 0:
         pytest.fail(
             f"{outcome.label} sent no requests.\n{_tail(run.output)}\n\n{server.diagnostics()}",
@@ -263,24 +271,39 @@ def _judge(
         pytest.fail(outcome.failure_report(server, report_path), pytrace=False)
 
 
-def test_bruno_folder(
-    *,
+def _unexplained(run: ToolRun, outcomes: list[RunOutcome]) -> Failure | None:
+    """A failed run that none of its requests' failures explains."""
+    if run.exit_code == 0 or any(outcome.failures for outcome in outcomes):
+        return None
+    return Failure("(run)", f"runner exit code {run.exit_code}", _tail(run.output), "")
+
+
+@dataclass(frozen=True)
+class BrunoRun:
+    run: ToolRun
+    report_path: Path
+    outcomes: dict[str, RunOutcome]
+
+
+@pytest.fixture(scope="module")
+def bruno_run(
     realworld_dir: Path,
-    bruno_folder: str,
     conformance_bin: Path,
     conduit_server: RunningServer,
-    conformance_summary: list[str],
-    tmp_path: Path,
-) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> BrunoRun:
+    """Every folder of the collection there is, in one `bru run`, its results by folder."""
     bruno_dir = realworld_dir / "current" / "bruno"
-    if not (bruno_dir / bruno_folder).is_dir():
-        pytest.fail(f"No Bruno request folder {bruno_folder!r} in {bruno_dir}.", pytrace=False)
-    label = f"bruno {bruno_folder}"
-    report_path = tmp_path / f"bruno-{bruno_folder}.json"
+    folders = [
+        folder
+        for folder in realworld.bruno_folders(realworld.load_manifest())
+        if (bruno_dir / folder).is_dir()
+    ]
+    report_path = tmp_path_factory.mktemp("bruno") / "bruno.json"
     argv = [
         str(conformance_bin / "bru"),
         "run",
-        bruno_folder,
+        *folders,
         "--env",
         "local",
         "--env-var",
@@ -291,10 +314,38 @@ def test_bruno_folder(
         "--reporter-json",
         str(report_path),
     ]
-    run = _run_tool(argv, bruno_dir, label, conduit_server)
-    report = _load_report(report_path, label, run, conduit_server)
-    outcome = _parse_bruno_report(report, label)
-    _judge(outcome, run, report_path, conduit_server, conformance_summary)
+    run = _run_tool(argv, bruno_dir, "bruno", conduit_server)
+    report = _load_report(report_path, "bruno", run, conduit_server)
+    outcomes = {}
+    for folder in folders:
+        results = [
+            result
+            for iteration in report
+            for result in iteration.get("results") or []
+            if str(result.get("path", "")).startswith(f"{folder}/")
+        ]
+        outcomes[folder] = _parse_bruno_report([{"results": results}], f"bruno {folder}")
+    judged = list(outcomes.values())
+    problem = _unexplained(run, judged) or _unreported_failures(report, judged)
+    if problem is not None:
+        for outcome in judged:
+            outcome.failures.append(problem)
+    return BrunoRun(run, report_path, outcomes)
+
+
+def test_bruno_folder(
+    *,
+    realworld_dir: Path,
+    bruno_folder: str,
+    bruno_run: BrunoRun,
+    conduit_server: RunningServer,
+    conformance_summary: list[str],
+) -> None:
+    bruno_dir = realworld_dir / "current" / "bruno"
+    if bruno_folder not in bruno_run.outcomes:
+        pytest.fail(f"No Bruno request folder {bruno_folder!r} in {bruno_dir}.", pytrace=False)
+    outcome = bruno_run.outcomes[bruno_folder]
+    _judge(outcome, bruno_run.run, bruno_run.report_path, conduit_server, conformance_summary)
 
 
 def test_legacy_postman_collection(
@@ -335,6 +386,9 @@ def test_legacy_postman_collection(
     run = _run_tool(argv, tmp_path, label, conduit_server)
     report = _load_report(report_path, label, run, conduit_server)
     outcome = _parse_newman_report(report, label)
+    unexplained = _unexplained(run, [outcome])
+    if unexplained is not None:
+        outcome.failures.append(unexplained)
     _judge(outcome, run, report_path, conduit_server, conformance_summary)
     _assert_logged_no_secret(conduit_server, report, password)
 
