@@ -21,10 +21,12 @@ async def _admin(server_url: str, statement: str) -> None:
         await engine.dispose()
 
 
-async def create_postgres_database(server_url: str) -> str:
-    """Create an empty database on the server of `server_url` and return its URL."""
+async def create_postgres_database(server_url: str, *, template: str | None = None) -> str:
+    """Create a database on the server of `server_url`, empty or a copy of the database at
+    `template` (which nothing may be connected to), and return its URL."""
     name = f"conduit_test_{secrets.token_hex(6)}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
+    await _admin(server_url, f'CREATE DATABASE "{name}"{copy}')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
