@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -63,6 +64,27 @@ def pytest_terminal_summary(
     terminalreporter.write_sep("=", "RealWorld conformance")
     for line in lines:
         terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker hands its summary lines to the controller, which prints them."""
+    workeroutput: dict[str, object] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["conformance_summary"] = session.config.stash.get(_SUMMARY_KEY, [])
+
+
+class _Worker(Protocol):
+    """What a pytest-xdist worker's controller shows of it (xdist is untyped)."""
+
+    config: pytest.Config
+    workeroutput: dict[str, list[str]]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: _Worker, error: object) -> None:
+    del error
+    lines = node.workeroutput.get("conformance_summary", [])
+    node.config.stash.setdefault(_SUMMARY_KEY, []).extend(lines)
 
 
 @pytest.fixture(scope="session")
