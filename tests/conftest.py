@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher as Argon2Hasher
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 
 from conduit import cache, migrations
 from conduit.articles.models import ArticleTotal
+from conduit.auth import passwords
 from conduit.config import (
     AuthSettings,
     DatabaseSettings,
@@ -51,6 +53,17 @@ PREVIOUS_TEST_SECRET = "previous-test-secret-key-also-long-enough"
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """Signing users up and in is setting the scene of most tests, not what is under test:
+    argon2id at OWASP's parameters (35 ms of CPU a hash) was a tenth of the in-process tests'
+    CPU. The same algorithm at its lowest cost; `tests/auth/test_passwords.py` checks the real
+    parameters, and the end-to-end tests' servers use them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
 
 
 @pytest.fixture(scope="session")

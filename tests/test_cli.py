@@ -56,6 +56,7 @@ def test_migrate_creates_the_schema_saying_which_revisions_it_applies_and_never_
     assert "`conduit migrate` only upgrades" in back.stderr
 
 
+@pytest.mark.one_pass
 def test_refuses_to_start_in_production_with_the_default_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -68,6 +69,7 @@ def test_refuses_to_start_in_production_with_the_default_secret(
     assert "CONDUIT_SECRET_KEY must be set in production" in result.output
 
 
+@pytest.mark.one_pass
 def test_refuses_to_start_in_production_without_a_database_url(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -130,6 +132,7 @@ def test_the_embedded_worker_writes_emails_to_the_log_without_an_smtp_server(
     assert "worker_stopped: drained, 1 job runs, 0 failed" in worker.stdout
 
 
+@pytest.mark.one_pass
 def test_version_and_short_help() -> None:
     version = runner.invoke(app, ["--version"])
     short_help = runner.invoke(app, ["-h"])
@@ -163,6 +166,7 @@ COMMAND_PATHS = list(_command_paths(_conduit(), []))
 HELP_DEFECT = re.compile(r" [.,;:!?)]|<bool>|\w-$|[^\x20-\x7e]")
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(["conduit", *path]))
 def test_help_reads_well_in_80_columns(path: list[str]) -> None:
     """Every command's help, as an 80-column terminal shows it: no line wider, no defect, and a
@@ -183,6 +187,7 @@ def test_help_reads_well_in_80_columns(path: list[str]) -> None:
         assert all(summary.endswith(".") and not summary.endswith("...") for summary in summaries)
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(["conduit", *path]))
 def test_every_command_and_parameter_says_what_it_is_for_in_sentences(path: list[str]) -> None:
     command = typer.main.get_command(app)
@@ -200,6 +205,7 @@ def test_every_command_and_parameter_says_what_it_is_for_in_sentences(path: list
         assert described.endswith("."), described
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize(
     ("arguments", "environment", "refusal"),
     [

@@ -7,11 +7,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from argon2 import PasswordHasher as Argon2Hasher
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
-from conduit.auth import passwords
 from conduit.config import Rate, Settings
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
@@ -26,15 +24,6 @@ CROWD = 40
 # Users who each send a burst of their own, all at once.
 FEW = 8
 BURST = 6
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Registering the crowd is setting the scene, not what is under test: argon2id at OWASP's
-    parameters (30 ms of CPU a hash) would take most of the file's time."""
-    monkeypatch.setattr(
-        passwords, "_hasher", Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
 
 
 @pytest.fixture(autouse=True)

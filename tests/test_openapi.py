@@ -48,6 +48,7 @@ async def test_the_committed_document_is_the_app_s(document: dict[str, Any]) -> 
     )
 
 
+@pytest.mark.one_pass
 async def test_the_regeneration_command_writes_the_app_s_document(document: dict[str, Any]) -> None:
     written = await anyio.run_process([sys.executable, "-m", "conduit.openapi"])
 
@@ -296,6 +297,7 @@ async def test_the_feed_is_never_an_article(client: AsyncClient) -> None:
     assert updated.headers["allow"] == "GET, HEAD"
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize("largest", [1, 9, 10, 19, 20, 309, 1000, 4321])
 def test_the_id_pattern_admits_exactly_one_to_the_largest(largest: int) -> None:
     pattern = re.compile(digits_up_to(largest))
