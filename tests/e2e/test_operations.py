@@ -439,6 +439,25 @@ def test_serve_and_worker_run_on_a_schema_a_later_release_migrated(
     assert worker.log().count("schema_newer") == 1
 
 
+@pytest.mark.one_pass
+def test_the_embedded_default_creates_and_migrates_its_database_file(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A stranger's first `./dev serve`, with no database yet (the other end-to-end tests start
+    on a copy of a migrated one): the file is created, migrated, and the API answers."""
+    path = tmp_path / "first.db"
+    first = env | {"DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
+    with serving(first, tmp_path) as server, httpx.Client(trust_env=False, timeout=10) as client:
+        ready = client.get(f"{server.base_url}/health/ready")
+        _register(client, server, "first", "first-request")
+        records = _stopped(server)
+
+    applied = [record["revision"] for record in records if record["event"] == "migration_applied"]
+    assert applied[-1] == SCHEMA_REVISION
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["schema"] == "ok"
+
+
 def test_the_otel_variables_turn_tracing_on(env: dict[str, str], tmp_path: Path) -> None:
     """With OTEL_TRACES_EXPORTER=console, each request is a span, and its statements too."""
     traced = env | {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "conduit-e2e"}
