@@ -81,8 +81,7 @@ class _Worker(Protocol):
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: _Worker, error: object) -> None:
-    del error
+def pytest_testnodedown(node: _Worker) -> None:
     lines = node.workeroutput.get("conformance_summary", [])
     node.config.stash.setdefault(_SUMMARY_KEY, []).extend(lines)
 

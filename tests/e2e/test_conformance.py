@@ -194,26 +194,11 @@ def _collect_bruno_result(result: dict[str, Any], outcome: RunOutcome) -> None:
     outcome.failures.extend(failures)
 
 
-def _parse_bruno_report(report: list[dict[str, Any]], label: str) -> RunOutcome:
+def _parse_bruno_results(results: list[dict[str, Any]], label: str) -> RunOutcome:
     outcome = RunOutcome(label)
-    for iteration in report:
-        for result in iteration.get("results") or []:
-            _collect_bruno_result(result, outcome)
+    for result in results:
+        _collect_bruno_result(result, outcome)
     return outcome
-
-
-def _unreported_failures(
-    report: list[dict[str, Any]], outcomes: list[RunOutcome]
-) -> Failure | None:
-    """Failed requests that Bruno's summary counts but none of its results shows."""
-    unexplained = sum(
-        (iteration.get("summary") or {}).get(key) or 0
-        for iteration in report
-        for key in ("failedRequests", "errorRequests")
-    )
-    if not unexplained or any(outcome.failures for outcome in outcomes):
-        return None
-    return Failure("(run)", "bru summary", f"{unexplained} failed request(s) reported", "")
 
 
 def _newman_response(execution: dict[str, Any] | None) -> str:
@@ -271,11 +256,37 @@ def _judge(
         pytest.fail(outcome.failure_report(server, report_path), pytrace=False)
 
 
-def _unexplained(run: ToolRun, outcomes: list[RunOutcome]) -> Failure | None:
-    """A failed run that none of its requests' failures explains."""
-    if run.exit_code == 0 or any(outcome.failures for outcome in outcomes):
+def _unexplained(run: ToolRun, outcomes: list[RunOutcome], reported: int = 0) -> Failure | None:
+    """A run that failed, by its exit code or by the count of failed requests it `reported`,
+    where none of its requests' failures says why."""
+    if any(outcome.failures for outcome in outcomes):
         return None
-    return Failure("(run)", f"runner exit code {run.exit_code}", _tail(run.output), "")
+    if reported:
+        return Failure("(run)", "bru summary", f"{reported} failed request(s) reported", "")
+    if run.exit_code != 0:
+        return Failure("(run)", f"runner exit code {run.exit_code}", _tail(run.output), "")
+    return None
+
+
+def _bruno_outcomes(
+    folders: list[str], report: list[dict[str, Any]], run: ToolRun
+) -> dict[str, RunOutcome]:
+    """Each folder's outcome, from the results of one run of them all."""
+    results: dict[str, list[dict[str, Any]]] = {folder: [] for folder in folders}
+    reported = 0
+    for iteration in report:
+        for result in iteration.get("results") or []:
+            results.setdefault(str(result.get("path", "")).partition("/")[0], []).append(result)
+        summary = iteration.get("summary") or {}
+        reported += (summary.get("failedRequests") or 0) + (summary.get("errorRequests") or 0)
+    outcomes = {
+        folder: _parse_bruno_results(results[folder], f"bruno {folder}") for folder in folders
+    }
+    problem = _unexplained(run, list(outcomes.values()), reported)
+    if problem is not None:
+        for outcome in outcomes.values():
+            outcome.failures.append(problem)
+    return outcomes
 
 
 @dataclass(frozen=True)
@@ -316,20 +327,7 @@ def bruno_run(
     ]
     run = _run_tool(argv, bruno_dir, "bruno", conduit_server)
     report = _load_report(report_path, "bruno", run, conduit_server)
-    outcomes = {}
-    for folder in folders:
-        results = [
-            result
-            for iteration in report
-            for result in iteration.get("results") or []
-            if str(result.get("path", "")).startswith(f"{folder}/")
-        ]
-        outcomes[folder] = _parse_bruno_report([{"results": results}], f"bruno {folder}")
-    judged = list(outcomes.values())
-    problem = _unexplained(run, judged) or _unreported_failures(report, judged)
-    if problem is not None:
-        for outcome in judged:
-            outcome.failures.append(problem)
+    outcomes = _bruno_outcomes(folders, report, run)
     return BrunoRun(run, report_path, outcomes)
 
 
@@ -409,3 +407,37 @@ def _assert_logged_no_secret(server: RunningServer, report: Any, password: str) 
     assert password not in log
     assert SERVER_SECRET_KEY not in log
     assert [token for token in tokens if token in log] == []
+
+
+def _bruno_result(path: str, status: str) -> dict[str, Any]:
+    return {
+        "path": path,
+        "status": "pass",
+        "response": {"status": 200, "data": {}},
+        "assertionResults": [{"lhsExpr": "res.status", "rhsExpr": "eq 200", "status": status}],
+    }
+
+
+@pytest.mark.one_pass
+def test_each_folder_is_judged_on_its_own_requests_and_a_silent_failure_on_all() -> None:
+    report = [
+        {
+            "results": [
+                _bruno_result("auth/01-register", "pass"),
+                _bruno_result("tags/01-list", "fail"),
+            ],
+            "summary": {"failedRequests": 1},
+        }
+    ]
+
+    judged = _bruno_outcomes(["auth", "tags"], report, ToolRun(1, "1 failed"))
+
+    assert (judged["auth"].requests, judged["auth"].failures) == (1, [])
+    assert [failure.request for failure in judged["tags"].failures] == ["tags/01-list"]
+
+    silent = _bruno_outcomes(
+        ["auth"], [{"results": [], "summary": {"errorRequests": 2}}], ToolRun(1, "")
+    )
+    assert [failure.check for failure in silent["auth"].failures] == ["bru summary"]
+    crashed = _bruno_outcomes(["auth"], [], ToolRun(2, "crashed"))
+    assert [failure.check for failure in crashed["auth"].failures] == ["runner exit code 2"]
