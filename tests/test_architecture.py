@@ -8,9 +8,7 @@ from importlib import import_module
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
 from conduit.auth.dependencies import _authentication, anonymous_caller
 from conduit.config import Settings
@@ -86,25 +84,10 @@ def _counts_caller(dependant: Dependant) -> bool:
     )
 
 
-def _included_routes(app: FastAPI) -> Iterator[APIRoute]:
-    """The routes of the routers the app includes under /api (not the operators' health checks
-    and metrics): FastAPI keeps an included router whole, not its routes in `app.routes`."""
-    api_routes = app.state.route_templates
-    for included in app.routes:
-        router = getattr(included, "original_router", None)
-        if router is not None:
-            yield from (
-                route
-                for route in router.routes
-                if isinstance(route, APIRoute) and id(route) in api_routes
-            )
-
-
 def test_every_api_route_counts_its_caller_against_a_rate_limit() -> None:
     """Through the authentication dependency (by user, key or address) or, on routes that do
     not authenticate, through one of the limits by address."""
-    app = create_app(Settings())
-    routes = list(_included_routes(app))
+    routes = create_app(Settings()).api_routes()
     unlimited = [
         f"{sorted(route.methods or ())} {route.path}"
         for route in routes

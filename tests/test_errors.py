@@ -1,12 +1,11 @@
 from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from conduit.config import DatabaseSettings, Settings
-from conduit.errors import register_error_handlers, validation_errors
-from conduit.middleware import RequestContext
+from conduit.config import Settings
+from conduit.errors import validation_errors
+from conduit.main import create_app
 from tests.factories import auth, register
 
 pytestmark = pytest.mark.anyio
@@ -63,16 +62,9 @@ async def test_unknown_route_and_method(client: AsyncClient) -> None:
 
 
 async def test_unexpected_error_is_a_500_without_details(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, settings: Settings
 ) -> None:
-    app = FastAPI()
-    register_error_handlers(app)
-    app.add_middleware(
-        RequestContext,
-        database_settings=DatabaseSettings(),
-        access_log=False,
-        metrics_enabled=False,
-    )
+    app = create_app(settings)
 
     @app.get("/boom")
     async def boom() -> None:

@@ -1,6 +1,6 @@
 """The API's error shape, `{"errors": {"<field>": ["<message>"]}}`, and its handlers."""
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from conduit import request_state
 
 ErrorBody = dict[str, dict[str, list[str]]]
 
@@ -213,11 +215,6 @@ def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, list[str
     return rendered
 
 
-# Where a request keeps the count of a caller let in but left for the route to count
-# (`conduit.auth.dependencies.Caller`): a request that fails validation before its route runs
-# is counted by the handler.
-UNCOUNTED = "uncounted_caller"
-
 _HTTP_MESSAGES = {
     status.HTTP_404_NOT_FOUND: "not found",
     status.HTTP_405_METHOD_NOT_ALLOWED: "method not allowed",
@@ -230,7 +227,7 @@ _METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 def _allow(request: Request) -> str:
     """Every method of the path, not just those of the first route matching it (Starlette's
-    `Allow`); HEAD wherever GET is (`conduit.middleware.RequestContext`)."""
+    `Allow`); HEAD wherever GET is (`conduit.edge.Edge`)."""
     routes = request.app.router.routes
     allowed = {
         method
@@ -265,9 +262,8 @@ def register_error_handlers(app: FastAPI) -> None:
     async def handle_validation_error(
         request: Request, exc: RequestValidationError
     ) -> JSONResponse:
-        count: Callable[[], Awaitable[object]] | None = request.scope.get("state", {}).pop(
-            UNCOUNTED, None
-        )
+        # A caller let in but left for its route to count: the route did not run.
+        count = request_state.of(request.scope).uncounted
         if count is not None:
             try:
                 await count()

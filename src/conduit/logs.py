@@ -4,7 +4,7 @@ development's is readable.
 
 Loggers are the standard library's (`logging.getLogger(__name__)`, fields in `extra=`), which
 structlog's `Formatter` renders, adding the time, the level, the logger and the request's
-context (`request_id`, bound by `conduit.middleware.RequestContext`). The one line written for
+context (`request_id`, bound by `conduit.edge.Edge`). The one line written for
 every request (`access_logger`) is a structlog logger of its own instead, on structlog's fast path
 (no `LogRecord`, one `orjson.dumps` to bytes): through the standard library it cost a request
 25 µs in JSON and 50 µs on the console (docs/benchmarks.md). Both write whole lines to stdout.
@@ -20,11 +20,6 @@ import structlog
 
 from conduit.config import LogFormat, Settings
 
-# Where a request's state keeps the id of the user it authenticated (`conduit.auth`), for its
-# access line.
-USER_ID = "user_id"
-# Where a request answered before routing keeps its route's template (`conduit.cache`).
-ROUTE = "route_template"
 # The most of a client's text (a path no route matched) a log line shows.
 SHOWN_CHARACTERS = 200
 

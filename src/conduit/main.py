@@ -4,10 +4,13 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from conduit import clients, docs, kv, logs, metrics, openapi, operations, tracing
@@ -15,15 +18,14 @@ from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
-from conduit.cache.anonymous import AnonymousReads
 from conduit.comments.router import router as comments_router
 from conduit.config import Environment, JobsBackend, Settings
+from conduit.edge import Edge, last_resort
 from conduit.errors import register_error_handlers
+from conduit.fast_reads import FastReads
 from conduit.jobs import backlog
-from conduit.middleware import BodySizeLimitMiddleware, RequestContext, SecurityHeadersMiddleware
 from conduit.notifications.router import router as notifications_router
 from conduit.profiles.router import router as profiles_router
-from conduit.ratelimit.dependencies import RateLimitHeadersMiddleware
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
 from conduit.tags.router import router as tags_router
@@ -66,7 +68,46 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+API_PREFIX = "/api"
+
+
+class Conduit(FastAPI):
+    """FastAPI behind Conduit's edge (`conduit.edge.Edge`): every HTTP request meets the edge
+    before the framework's own middleware, and a cached anonymous read is answered there, by
+    the fast path built from the `/api` routes (`conduit.fast_reads`)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.api_routers: tuple[APIRouter, ...] = ()
+
+    def api_routes(self) -> list[APIRoute]:
+        """The `/api` routes, in the order the framework matches them."""
+        return [
+            route
+            for router in self.api_routers
+            for route in router.routes
+            if isinstance(route, APIRoute)
+        ]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        routes = self.api_routes()
+        edge = Edge(
+            super().build_middleware_stack(),
+            settings=self.settings,
+            fast_reads=FastReads(API_PREFIX, routes),
+            # A request's route is the router's own, which knows its path without the prefix.
+            route_templates={id(route): f"{API_PREFIX}{route.path_format}" for route in routes},
+        )
+        trusted = self.settings.http.trusted_proxies
+        if not trusted:
+            return edge
+        # Before the edge, which rate limits and logs the client the proxies name.
+        proxied = Middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
+        return proxied.cls(edge, *proxied.args, **proxied.kwargs)
+
+
+def create_app(settings: Settings | None = None) -> Conduit:
     settings = settings or Settings()
     logs.configure_access(settings)
     tracer_provider = tracing.provider() if tracing.enabled() else None
@@ -117,7 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if tracer_provider is not None:
             tracer_provider.shutdown()
 
-    app = FastAPI(
+    app = Conduit(
+        settings,
         title="Conduit",
         version="1.0.0",
         description=DESCRIPTION,
@@ -128,23 +170,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    _add_middleware(app, settings)
-    register_error_handlers(app)
-    _include_routes(app, settings)
-    if tracer_provider is not None:
-        tracing.instrument_app(app, tracer_provider)
-    return app
-
-
-def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added innermost first: a request meets the request context, the proxy handling, CORS,
-    the headers, the body limit, the rate-limit headers, then the anonymous reads."""
-    if settings.cache.enabled:
-        app.add_middleware(AnonymousReads)
-    if settings.rate_limit.enabled:
-        app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.http.max_body_bytes)
-    app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.http.hsts_seconds)
     if settings.http.cors_origins:
         # Tokens travel in headers, never cookies, so credentials stay off.
         app.add_middleware(
@@ -160,17 +185,15 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             ],
             expose_headers=["ETag", "RateLimit", "RateLimit-Policy", "Retry-After", "X-Request-ID"],
         )
-    if settings.http.trusted_proxies:
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.http.trusted_proxies)
-    app.add_middleware(
-        RequestContext,
-        database_settings=settings.database,
-        access_log=settings.log.access,
-        metrics_enabled=settings.metrics.enabled,
-    )
+    register_error_handlers(app)
+    app.add_exception_handler(Exception, last_resort)
+    _include_routes(app, settings)
+    if tracer_provider is not None:
+        tracing.instrument_app(app, tracer_provider)
+    return app
 
 
-def _include_routes(app: FastAPI, settings: Settings) -> None:
+def _include_routes(app: Conduit, settings: Settings) -> None:
     # Matched in this order: the most requested routes first.
     routers = (
         articles_router,
@@ -184,11 +207,9 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     # Included straight into the app: a shared /api router in between is one more level of
     # route matching on every request.
     for router in routers:
-        app.include_router(router, prefix="/api")
-    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
-    # A request's route is the router's own, which knows its path without the prefix.
-    app.state.route_templates = {id(route): f"/api{route.path_format}" for route in routes}
-    openapi.complete(app, routes, prefix="/api")
+        app.include_router(router, prefix=API_PREFIX)
+    app.api_routers = routers
+    openapi.complete(app, app.api_routes(), prefix=API_PREFIX)
     app.include_router(operations.router)
     if settings.metrics_on_serving_port:
         app.include_router(operations.metrics_router)

@@ -1,6 +1,6 @@
 """What operators and platforms ask a running process: is it alive, can it serve, and its
 metrics. None of these routes is rate limited, documented in the API's schema or logged at
-INFO (`conduit.middleware.RequestContext`)."""
+INFO (`conduit.edge.Edge`)."""
 
 import asyncio
 import secrets

@@ -11,7 +11,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
-from conduit import kv
+from conduit import kv, request_state
 from conduit.api_keys import service as api_keys_service
 from conduit.auth import reads, sessions
 from conduit.auth.passwords import PasswordHasher
@@ -19,8 +19,7 @@ from conduit.auth.principal import ALL_SCOPES, SAFE_METHODS, Account, Principal,
 from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
 from conduit.database import Reader, ReadSession, Session, database_of, transaction, utcnow
-from conduit.errors import UNCOUNTED, Forbidden, Unauthorized
-from conduit.logs import USER_ID
+from conduit.errors import Forbidden, Unauthorized
 from conduit.ratelimit.dependencies import limit_caller, may_fill_cache
 
 _realworld_scheme = APIKeyHeader(
@@ -124,7 +123,7 @@ async def _principal(request: Request, db: Reader, *, count: bool = True) -> Pri
         raise
     identity = principal.rate_limit_key if principal is not None else None
     if principal is not None:
-        request.scope.setdefault("state", {})[USER_ID] = principal.user.id
+        request_state.of(request.scope).user_id = principal.user.id
     if count:
         await limit_caller(request, identity)
     if principal is None:
@@ -159,10 +158,10 @@ class Caller:
         return self.principal.user.id if self.principal is not None else None
 
     def __post_init__(self) -> None:
-        self.request.scope.setdefault("state", {})[UNCOUNTED] = self.count
+        request_state.of(self.request.scope).uncounted = self.count
 
     async def count(self, alongside: Sequence[kv.Command] = ()) -> list[object] | None:
-        self.request.scope["state"].pop(UNCOUNTED, None)
+        request_state.of(self.request.scope).uncounted = None
         identity = self.principal.rate_limit_key if self.principal is not None else None
         return await limit_caller(self.request, identity, alongside)
 

@@ -5,7 +5,7 @@ An anonymous response may be stored anywhere but must be revalidated before each
 (`no-cache`): its ETag changes with its bytes, so a write is seen at once by every client that
 revalidates, on any process. A response to a request that sent credentials carries the
 viewer's own `favorited` and `following`, and is `no-store`, as every credentialed response
-is (`conduit.middleware.SecurityHeadersMiddleware`); its ETag still answers `If-None-Match`.
+is (`conduit.edge.Edge`); its ETag still answers `If-None-Match`.
 `Vary` keeps a shared cache from answering a credentialed request with an anonymous response.
 """
 

@@ -1,31 +1,36 @@
 """Rate limits applied to requests.
 
-Every `/api` route counts its caller once: routes that authenticate do it in the
-authentication dependency, by the user or API key it verified (or the client IP when there was
-none), and the others through `limit_anonymous` or `limit_sign_in`, by the client IP. A password
+Every `/api` request is counted once against its caller, by `limit_caller`: by the user or API
+key it authenticated as (`reads` or `writes`), else by the client's address (`anonymous`). When
+is the route's to say: the authentication dependency counts as soon as it knows the caller; a
+route that does not authenticate counts through `limit_anonymous`, or `limit_sign_in` for the
+routes that hand out credentials (the `sign_in` policy first); a cached read defers the count
+(`conduit.auth.dependencies.Caller`) to make it in the round trip of its cache lookup, and if
+the request fails validation before that, the validation error's handler makes it. A password
 change counts against the sign-in policy too (`limit_password_change`), sign-in attempts per
-login (`SignInAttempts`) and reset emails per address (`may_send_reset`). The
-decisions reach the client as IETF `RateLimit-Policy` and `RateLimit` headers on every response
-(`RateLimitHeadersMiddleware`), and a refusal as a 429 with `Retry-After`.
+login (`SignInAttempts`) and reset emails per address (`may_send_reset`).
+
+Every decision that counts a request is recorded in the request's state by `_count`, the one
+function that makes them: the edge (`conduit.edge`) sends them as IETF `RateLimit-Policy` and
+`RateLimit` headers on the response, and names their policies in the access line
+(`rate_limits`); a refusal is a 429 with `Retry-After`.
 """
 
 import time
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from ipaddress import IPv4Address, IPv6Network, ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import Counter
 
-from conduit import kv, metrics
+from conduit import kv, metrics, request_state
 from conduit.auth.principal import SAFE_METHODS
 from conduit.auth.tokens import digest
 from conduit.errors import TooManyRequests
 from conduit.ratelimit.limiter import RateLimiter, SignInAttempts
 from conduit.ratelimit.policies import Decision, Policy
-
-_DECISIONS = "rate_limits"
 
 
 @lru_cache(maxsize=4096)
@@ -47,6 +52,11 @@ def client_partition(request: Request) -> str:
     return address_partition(request.client.host) if request.client else "unknown"
 
 
+@cache
+def _decisions(policy: str, allowed: bool) -> Counter:
+    return metrics.RATE_LIMIT_DECISIONS.labels(policy, "allowed" if allowed else "refused")
+
+
 def _limiter(request: Request) -> RateLimiter | None:
     limiter: RateLimiter | None = request.app.state.rate_limiter
     return limiter
@@ -62,11 +72,8 @@ async def _count(
     decision, replies = await limiter.limit(policy, identifier, alongside)
     if decision is None:
         return replies
-    metrics.RATE_LIMIT_DECISIONS.labels(
-        policy.name, "allowed" if decision.allowed else "refused"
-    ).inc()
-    decisions: list[Decision] = request.scope.setdefault("state", {}).setdefault(_DECISIONS, [])
-    decisions.append(decision)
+    _decisions(policy.name, decision.allowed).inc()
+    request_state.of(request.scope).decisions.append(decision)
     if not decision.allowed:
         raise TooManyRequests(decision.retry_after(time.time()))
     return replies
@@ -146,30 +153,10 @@ SignInLimit = Depends(limit_sign_in)
 Attempts = Annotated[SignInAttempts, Depends(sign_in_attempts)]
 
 
-class RateLimitHeadersMiddleware:
+def rate_limit_headers(decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:
     """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers, structured
-    fields) on every response to a request that was counted, errors included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                decisions: list[Decision] | None = scope.get("state", {}).get(_DECISIONS)
-                if decisions:
-                    now = time.time()
-                    policies = ", ".join(decision.policy.header for decision in decisions)
-                    states = ", ".join(decision.header(now) for decision in decisions)
-                    message["headers"] = [
-                        *message.get("headers", ()),
-                        (b"ratelimit-policy", policies.encode()),
-                        (b"ratelimit", states.encode()),
-                    ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    fields) for the decisions that counted a request, on its response, errors included."""
+    now = time.time()
+    policies = ", ".join(decision.policy.header for decision in decisions)
+    states = ", ".join(decision.header(now) for decision in decisions)
+    return [(b"ratelimit-policy", policies.encode()), (b"ratelimit", states.encode())]
