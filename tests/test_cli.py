@@ -139,7 +139,7 @@ def test_version_and_short_help() -> None:
     serve_help = runner.invoke(app, ["serve", "-h"])
 
     assert version.exit_code == 0
-    assert version.output == "conduit 0.11.0\n"
+    assert version.output == "conduit 0.12.0\n"
     assert short_help.exit_code == serve_help.exit_code == 0
     assert "serve" in short_help.output
     assert "--workers" in serve_help.output
