@@ -250,6 +250,8 @@ class RedisSettings(BaseSettings):
     rest_token: SecretStr | None = Field(default=None, validation_alias="UPSTASH_REDIS_REST_TOKEN")
     # Every call, connecting included: a slow Redis must not become a slow API.
     timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    # Deprecated and ignored since one connection serves a process (`conduit.redis_connection`);
+    # still read, so that a deployment that sets it keeps starting.
     max_connections: int = Field(default=50, ge=1, le=10_000)
     # Keys are `<prefix>:...`, so that several deployments can share one Redis.
     key_prefix: str = Field(default="conduit", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 from conduit.config import RedisSettings
 
 if TYPE_CHECKING:
-    import redis.asyncio
     import upstash_redis.asyncio
+
+    from conduit.redis_connection import RedisConnection
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +88,21 @@ class Outage:
 
 @dataclass(frozen=True)
 class Redis:
-    client: "redis.asyncio.Redis"
-    timeout_seconds: float
+    client: "RedisConnection"
     # What a call raises when the store, not the caller, is at fault.
     errors: tuple[type[Exception], ...]
     outage: Outage
 
     async def run(self, commands: Sequence[Command]) -> list[object]:
-        """The commands in one round trip (a pipeline), bounded by the timeout as a whole."""
-        from redis.exceptions import NoScriptError, OutOfMemoryError
-
-        pipeline = self.client.pipeline(transaction=False)
-        for command in commands:
-            pipeline.execute_command(*command)
+        """The commands in one round trip, bounded by the timeout as a whole."""
         try:
-            async with asyncio.timeout(self.timeout_seconds):
-                return await pipeline.execute()
-        except NoScriptError as error:
-            raise ScriptMissing from error
-        except OutOfMemoryError as error:
-            raise Full(str(commands[0][0])) from error
+            return await self.client.run(commands)
         except self.errors as error:
+            message = str(error)
+            if message.startswith("NOSCRIPT"):
+                raise ScriptMissing from error
+            if message.startswith("OOM"):
+                raise Full(str(commands[0][0])) from error
             raise Unavailable(str(commands[0][0])) from error
 
 
@@ -157,7 +152,7 @@ _Explanations = tuple[tuple[type[BaseException] | tuple[type[BaseException], ...
 
 
 def _redis_explanations() -> _Explanations:
-    from redis import exceptions
+    from conduit.redis_connection import AuthenticationFailed
 
     return (
         (
@@ -166,7 +161,7 @@ def _redis_explanations() -> _Explanations:
         ),
         (socket.gaierror, "REDIS_URL: cannot resolve the host {host!r}: is the name right?"),
         (
-            exceptions.AuthenticationError,
+            AuthenticationFailed,
             "REDIS_URL: {where} refused the credentials: check the user and password in it",
         ),
         (
@@ -175,7 +170,7 @@ def _redis_explanations() -> _Explanations:
             "to allkeys-lru (docs/deployment.md, Redis memory)",
         ),
         (
-            (TimeoutError, exceptions.TimeoutError),
+            TimeoutError,
             "REDIS_URL: no answer from {where} within {timeout:g} s: is it reachable from here "
             "(a firewall, another network)? CONDUIT_REDIS_TIMEOUT_SECONDS sets the wait",
         ),
@@ -259,34 +254,17 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
     start-up is an outage like any other, not a reason to refuse to serve. A client library is
     imported only when its store is configured (redis-py alone costs ~16 MiB per process)."""
     if settings.url is not None:
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import RedisError
+        from conduit.redis_connection import RedisConnection, ReplyError
 
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.url,
-            max_connections=settings.max_connections,
-            # Each call is bounded as a whole by its caller (`asyncio.timeout`): redis-py's own
-            # timeouts on waiting for a connection, sending and reading would cost a timer
-            # each, and a task per send (a third of a limiter decision's CPU, measured).
-            timeout=None,
-            socket_timeout=None,
-            socket_connect_timeout=settings.timeout_seconds,
-            # Once, at once: a pooled connection the server has closed is replaced; a server
-            # that is down is an outage, not a reason to wait.
-            retry=Retry(NoBackoff(), retries=1),
-        )
-        client = redis.asyncio.Redis.from_pool(pool)
+        connection = RedisConnection(settings.url, timeout_seconds=settings.timeout_seconds)
         try:
             yield Redis(
-                client,
-                settings.timeout_seconds,
-                (RedisError, OSError, TimeoutError),
+                connection,
+                (ReplyError, OSError, TimeoutError),
                 Outage("redis", partial(_explain_redis, settings.url, settings.timeout_seconds)),
             )
         finally:
-            await client.aclose()
+            await connection.aclose()
     elif settings.rest_url is not None and settings.rest_token is not None:
         import json
 

@@ -1,0 +1,202 @@
+"""One connection to Redis for every request of a process, multiplexed.
+
+A request's commands are written to the connection as soon as they are made, whatever else is
+in flight, and Redis answers them in the order they were sent: each reply goes to the oldest
+caller still waiting, so concurrent requests share one socket without waiting for each other
+(the design of StackExchange.Redis's multiplexer). The protocol is hiredis's, Redis's own C
+parser and packer; there is no pool to take a connection from and give it back, no pipeline
+object per call and no lock, which is where redis-py's asyncio client spends most of a cached
+read's CPU (docs/benchmarks.md, issue 22).
+
+A call that does not get its replies in time closes the connection, failing the calls that
+share it: a reply that never comes cannot be told from one that is late, and the next call
+connects again. Redis's error replies are raised as `ReplyError`.
+"""
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import hiredis
+from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+
+# What `REDIS_URL` may say besides where and as whom (redis-py's names for them).
+_TLS_OPTIONS = {"ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname"}
+_OPTIONS = {"host", "port", "path", "db", "username", "password", "connection_class"}
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+Command = tuple[str | bytes | int, ...]
+ReplyError = hiredis.ReplyError
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed, or its replies could not be read, before a call's replies came."""
+
+
+class AuthenticationFailed(ConnectionError):
+    """Redis refused the user and password of `REDIS_URL`."""
+
+
+@dataclass(slots=True)
+class _Call:
+    """Commands sent, waiting for their replies."""
+
+    done: asyncio.Future[list[Any]]
+    expected: int
+    replies: list[Any] = field(default_factory=list)
+
+
+class _Protocol(asyncio.Protocol):
+    transport: asyncio.Transport
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+        self.waiting: deque[_Call] = deque()
+        self.lost: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while self.waiting:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as error:
+                self.close(error)
+                return
+            if reply is False:
+                return
+            call = self.waiting[0]
+            call.replies.append(reply)
+            if len(call.replies) == call.expected:
+                self.waiting.popleft()
+                # Done already when its caller stopped waiting (it timed out, or its client
+                # went away).
+                if not call.done.done():
+                    call.done.set_result(call.replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or ConnectionLost("closed by the server")
+        while self.waiting:
+            call = self.waiting.popleft()
+            if not call.done.done():
+                call.done.set_exception(ConnectionLost(str(self.lost)))
+
+    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        call = _Call(asyncio.get_running_loop().create_future(), len(commands))
+        self.waiting.append(call)
+        self.transport.write(
+            # hiredis's stub types a command as a tuple of one part.
+            b"".join(hiredis.pack_command(command) for command in commands)  # type: ignore[arg-type]
+        )
+        return call.done
+
+    def close(self, reason: BaseException) -> None:
+        self.lost = reason
+        self.transport.abort()
+
+
+class RedisConnection:
+    def __init__(self, url: str, *, timeout_seconds: float) -> None:
+        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        unknown = set(options) - _OPTIONS - _TLS_OPTIONS
+        if unknown:
+            raise ValueError(f"REDIS_URL: options not supported: {', '.join(sorted(unknown))}")
+        self._options = options
+        self._timeout = timeout_seconds
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Task[_Protocol] | None = None
+
+    async def run(self, commands: Sequence[Command]) -> list[Any]:
+        """The commands' replies, raising the first error reply as `ReplyError`; bounded by
+        the timeout as a whole, connecting first if need be."""
+        protocol = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                protocol = await self._connected()
+                replies = await protocol.send(commands)
+        except TimeoutError:
+            if protocol is not None:
+                protocol.close(TimeoutError("no reply in time"))
+            raise
+        _raise_first_error(replies)
+        return replies
+
+    async def _connected(self) -> _Protocol:
+        protocol = self._protocol
+        if protocol is not None and protocol.lost is None:
+            return protocol
+        connecting = self._connecting
+        if connecting is None:
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
+            connecting.add_done_callback(self._connected_or_failed)
+        # Shielded: a caller that gives up leaves the connection to the others.
+        return await asyncio.shield(connecting)
+
+    def _connected_or_failed(self, connecting: "asyncio.Task[_Protocol]") -> None:
+        self._connecting = None
+        if not connecting.cancelled() and connecting.exception() is None:
+            self._protocol = connecting.result()
+
+    async def _connect(self) -> _Protocol:
+        async with asyncio.timeout(self._timeout):
+            return await self._open()
+
+    async def _open(self) -> _Protocol:
+        options = self._options
+        loop = asyncio.get_running_loop()
+        connection_class = options.get("connection_class")
+        transport: asyncio.BaseTransport
+        if connection_class is UnixDomainSocketConnection:
+            transport, protocol = await loop.create_unix_connection(_Protocol, options["path"])
+        else:
+            tls = _tls(options) if connection_class is SSLConnection else None
+            host = options.get("host", "localhost")
+            transport, protocol = await loop.create_connection(
+                _Protocol, host, options.get("port", 6379), ssl=tls
+            )
+        handshake: list[Command] = []
+        if "password" in options:
+            handshake.append(
+                ("AUTH", *filter(None, (options.get("username"), options["password"])))
+            )
+        if options.get("db"):
+            handshake.append(("SELECT", options["db"]))
+        if handshake:
+            try:
+                replies = await protocol.send(handshake)
+            except BaseException:
+                transport.abort()
+                raise
+            failed = next((reply for reply in replies if isinstance(reply, ReplyError)), None)
+            if failed is not None:
+                transport.abort()
+                if "password" in options and replies[0] is failed:
+                    raise AuthenticationFailed(str(failed))
+                raise failed
+        return protocol
+
+    async def aclose(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._protocol is not None:
+            self._protocol.close(ConnectionLost("closed by Conduit"))
+
+
+def _raise_first_error(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, ReplyError):
+            raise reply
+
+
+def _tls(options: dict[str, Any]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    requirement = options.get("ssl_cert_reqs", "required")
+    check_hostname = options.get("ssl_check_hostname", requirement != "none")
+    context.check_hostname = check_hostname not in (False, "false", "False", "0")
+    context.verify_mode = _CERT_REQS[str(requirement).lower()]
+    return context

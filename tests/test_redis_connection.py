@@ -1,0 +1,81 @@
+"""One multiplexed connection to a real Redis: concurrent calls share it and each gets its own
+replies; an error reply is its call's alone; a call that gets no reply in time closes it and the
+next call connects again."""
+
+import asyncio
+import secrets
+
+import pytest
+
+from conduit.redis_connection import AuthenticationFailed, RedisConnection, ReplyError
+
+pytestmark = [pytest.mark.anyio, pytest.mark.one_pass]
+
+
+async def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
+    redis_url: str,
+) -> None:
+    connection = RedisConnection(redis_url, timeout_seconds=5)
+    prefix = f"test:multiplexed:{secrets.token_hex(4)}"
+    try:
+
+        async def call(number: int) -> list[object]:
+            key = f"{prefix}:{number}"
+            return await connection.run(
+                [("SET", key, number, "EX", 60), ("GET", key), ("CLIENT", "ID")]
+            )
+
+        replies = await asyncio.gather(*(call(number) for number in range(200)))
+    finally:
+        await connection.aclose()
+
+    assert [reply[:2] for reply in replies] == [[b"OK", str(n).encode()] for n in range(200)]
+    assert len({reply[2] for reply in replies}) == 1
+
+
+async def test_an_error_reply_is_raised_to_its_call_alone(redis_url: str) -> None:
+    connection = RedisConnection(redis_url, timeout_seconds=5)
+    try:
+        failing = connection.run([("PING",), ("NO-SUCH-COMMAND",)])
+        succeeding = connection.run([("ECHO", "still here")])
+        results = await asyncio.gather(failing, succeeding, return_exceptions=True)
+        after = await connection.run([("ECHO", "after")])
+    finally:
+        await connection.aclose()
+
+    assert isinstance(results[0], ReplyError)
+    assert "unknown command" in str(results[0]).lower()
+    assert results[1] == [b"still here"]
+    assert after == [b"after"]
+
+
+async def test_a_call_without_a_reply_in_time_closes_the_connection_and_the_next_connects(
+    redis_url: str,
+) -> None:
+    connection = RedisConnection(redis_url, timeout_seconds=0.3)
+    try:
+        [first] = await connection.run([("CLIENT", "ID")])
+        with pytest.raises(TimeoutError):
+            # Blocks its connection for a second: no reply within the call's 0.3 s.
+            await connection.run([("BLPOP", f"test:nothing:{secrets.token_hex(4)}", 1)])
+        [second] = await connection.run([("CLIENT", "ID")])
+    finally:
+        await connection.aclose()
+
+    assert second != first
+
+
+async def test_refused_credentials_say_so(redis_url: str) -> None:
+    scheme, _, rest = redis_url.partition("://")
+    wrong = f"{scheme}://nobody:wrong-password@{rest.rpartition('@')[2]}"
+    connection = RedisConnection(wrong, timeout_seconds=5)
+    try:
+        with pytest.raises(AuthenticationFailed):
+            await connection.run([("PING",)])
+    finally:
+        await connection.aclose()
+
+
+def test_an_option_it_does_not_honour_is_refused() -> None:
+    with pytest.raises(ValueError, match="socket_keepalive"):
+        RedisConnection("redis://localhost/0?socket_keepalive=true", timeout_seconds=1)
