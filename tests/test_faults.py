@@ -24,6 +24,7 @@ from httpx import ASGITransport, AsyncClient, Response
 
 from conduit import database, migrations
 from conduit.config import CacheSettings, DatabaseSettings, RedisSettings, Settings
+from conduit.database import outage
 from conduit.main import create_app
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.factories import PASSWORD, auth, register
@@ -41,7 +42,7 @@ ARTICLE = {"article": {"title": "Held up", "description": "d", "body": "b"}}
 @pytest.fixture(autouse=True)
 def fresh_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's first failure is reported, whatever the tests before it reported."""
-    monkeypatch.setattr(database, "report_unavailable", database._Reports().report)
+    monkeypatch.setattr(database, "report_unavailable", outage._Reports().report)
 
 
 @pytest.fixture(scope="module")
