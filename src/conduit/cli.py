@@ -304,8 +304,9 @@ async def _recount(settings: Settings) -> tuple[int, int]:
         revision = await database.schema_revision(connected.database.engine)
         if await database.schema_standing(revision) is database.Schema.OLDER:
             raise _NotMigrated
-        info = {database.CACHE: connected.cache}
-        async with database.transaction(connected.database.sessions, info) as session:
+        async with database.transaction(
+            connected.database.sessions, cache=connected.cache
+        ) as session:
             return await articles_service.recount_total(session)
 
 

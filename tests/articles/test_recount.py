@@ -16,7 +16,7 @@ from conduit.articles import service as articles_service
 from conduit.articles.models import Article, ArticleTotal
 from conduit.auth.models import User
 from conduit.cache import Uncached
-from conduit.database import CACHE, create_sessions, transaction
+from conduit.database import create_sessions, transaction
 from tests.factories import create_article, register
 
 pytestmark = pytest.mark.anyio
@@ -50,9 +50,9 @@ async def test_recount_corrects_a_total_counted_twice_and_the_lists_cached_with_
     drifted = await _articles_count(client)
     sessions = async_sessionmaker(connection, join_transaction_mode="create_savepoint")
 
-    async with transaction(sessions, {CACHE: app.state.cache}) as session:
+    async with transaction(sessions, cache=app.state.cache) as session:
         recounted = await articles_service.recount_total(session)
-    async with transaction(sessions, {CACHE: app.state.cache}) as session:
+    async with transaction(sessions, cache=app.state.cache) as session:
         again = await articles_service.recount_total(session)
 
     assert drifted == 3
@@ -98,7 +98,7 @@ async def test_recount_waits_for_a_writer_holding_the_total_and_counts_its_artic
         )
 
     async def recount() -> tuple[int, int]:
-        async with transaction(create_sessions(empty_engine), {CACHE: Uncached()}) as session:
+        async with transaction(create_sessions(empty_engine), cache=Uncached()) as session:
             return await articles_service.recount_total(session)
 
     async with empty_engine.connect() as writer, empty_engine.connect() as observer:

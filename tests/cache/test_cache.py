@@ -15,7 +15,7 @@ from sqlalchemy import literal_column, select
 from conduit import cache
 from conduit.cache import versions
 from conduit.cache.entries import MemoryEntries
-from conduit.database import CACHE, Database, Read, transaction
+from conduit.database import Database, NotGiven, Read, transaction
 from conduit.errors import Conflict
 from conduit.sql_json import as_text
 from tests.factories import auth, create_article, favorite, follow, register
@@ -109,7 +109,7 @@ async def test_a_rolled_back_write_invalidates_nothing(app: FastAPI) -> None:
     assert (await read_cache.read(caller, entry, lambda: _built("first"))).body == b"first"
 
     async def write(*, fail: bool) -> None:
-        async with transaction(database.sessions, {CACHE: read_cache}) as session:
+        async with transaction(database.sessions, cache=read_cache) as session:
             versions.changed(session, versions.ARTICLES)
             if fail:
                 raise Conflict("article")
@@ -121,6 +121,14 @@ async def test_a_rolled_back_write_invalidates_nothing(app: FastAPI) -> None:
     rebuilt = await read_cache.read(caller, entry, lambda: _built("third"))
 
     assert (kept.body, rebuilt.body) == (b"first", b"third")
+
+
+async def test_a_unit_of_work_opened_without_the_cache_refuses_a_change(app: FastAPI) -> None:
+    """Rather than leave the documents it changes served as they were."""
+    database: Database = app.state.database
+    async with transaction(database.sessions) as session:
+        with pytest.raises(NotGiven):
+            versions.changed(session, versions.ARTICLES)
 
 
 async def test_a_reader_that_read_before_a_write_cannot_store_the_old_state(app: FastAPI) -> None:

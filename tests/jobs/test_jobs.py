@@ -24,7 +24,7 @@ from conduit.auth.models import AuthSession, PasswordResetToken, RefreshToken, U
 from conduit.auth.password_reset import send_token
 from conduit.auth.tasks import purge, send_welcome
 from conduit.config import LogFormat, Settings, SmtpSettings
-from conduit.database import transaction, utcnow
+from conduit.database import Database, NotGiven, transaction, utcnow
 from conduit.jobs import Arguments, Job, JobContext, Jobs, enqueue, task
 from conduit.jobs.admin import discard, listing, retry
 from conduit.jobs.core import InvalidJob, UnknownTask, run
@@ -298,6 +298,13 @@ async def test_a_refused_job_is_reported_without_its_values(
     assert "Field required" in str(refused.value)
     assert "kept@example.com" not in str(refused.value)
     assert "kept@example.com" not in str(undecodable.value)
+
+
+async def test_a_unit_of_work_opened_without_the_queue_refuses_to_enqueue(app: FastAPI) -> None:
+    database: Database = app.state.database
+    async with transaction(database.sessions) as session:
+        with pytest.raises(NotGiven):
+            await enqueue(session, note, Note(text="nowhere"))
 
 
 async def test_purge_deletes_what_authenticates_nobody_and_keeps_the_rest(

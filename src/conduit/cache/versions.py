@@ -17,14 +17,12 @@ every entry recorded under an older one is never served again, in any process.
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.database import CACHE, after_commit
+from conduit.database import NotGiven, after_commit, state_of
 
 ARTICLES = "articles"
 PROFILES = "profiles"
 TAGS = "tags"
 EPOCH = "epoch"
-
-_PENDING = "conduit.cache.changed"
 
 
 def article(slug: str) -> str:
@@ -42,10 +40,13 @@ def follows(user_id: int) -> str:
 def changed(session: AsyncSession, *names: str) -> None:
     """Record that the session's unit of work changes what `names` name: they get new versions
     once it commits, before its response is sent, and keep theirs if it rolls back."""
-    pending: set[str] | None = session.info.get(_PENDING)
+    state = state_of(session)
+    pending = state.changed
     if pending is None:
-        pending = session.info[_PENDING] = set()
-        cache = session.info[CACHE]
+        cache = state.cache
+        if cache is None:
+            raise NotGiven("cache")
+        pending = state.changed = set()
 
         async def invalidate() -> None:
             await cache.invalidate(pending)

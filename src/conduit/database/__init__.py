@@ -37,25 +37,24 @@ from conduit.database.schema import (
     schema_standing,
 )
 from conduit.database.transactions import (
-    CACHE,
-    JOBS,
+    NotGiven,
     ReadSession,
     Session,
     after_commit,
     database_of,
     insert,
+    state_of,
     transaction,
     unit_of_work,
 )
 
 __all__ = [
-    "CACHE",
-    "JOBS",
     "SCHEMA_REVISION",
     "UNAVAILABLE",
     "AsyncpgReader",
     "Base",
     "Database",
+    "NotGiven",
     "Read",
     "ReadSession",
     "Reader",
@@ -77,6 +76,7 @@ __all__ = [
     "report_unavailable",
     "schema_revision",
     "schema_standing",
+    "state_of",
     "transaction",
     "unavailable",
     "unit_of_work",

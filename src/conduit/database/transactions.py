@@ -2,8 +2,9 @@
 per job, and the work recorded for after its commit."""
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,33 +14,71 @@ from conduit.database.engine import Database
 from conduit.database.read_path import Reader
 from conduit.errors import AppError
 
+if TYPE_CHECKING:
+    # Above the database in the layers, and importing it: named for the types only.
+    from conduit.cache import Cache, Uncached
+    from conduit.jobs.core import Queue
+    from conduit.jobs.outbox import JobRecord
+
 AfterCommit = Callable[[], Awaitable[None]]
-_AFTER_COMMIT = "conduit.after_commit"
+
+
+@dataclass(slots=True)
+class SessionState:
+    """What travels with a unit of work's session (`state_of`): the process's clients for the
+    services to use, and what they leave for after the commit."""
+
+    # Invalidates what the services say they changed (`conduit.cache.changed`) once the unit of
+    # work commits.
+    cache: "Cache | Uncached | None" = None
+    # Records the jobs the services enqueue in the same transaction (`conduit.jobs.enqueue`).
+    queue: "Queue | None" = None
+    after_commit: list[AfterCommit] = field(default_factory=list)
+    # The cache names changed so far (`conduit.cache.changed`); None before the first.
+    changed: set[str] | None = None
+    # The rows the outbox has put in the `jobs` table (`conduit.jobs.outbox`); None before the
+    # first.
+    outbox: list["JobRecord"] | None = None
+
+
+class NotGiven(LookupError):
+    """A service needed what its unit of work was opened without: `transaction` is given the
+    cache where the services change cached documents, the job queue where they enqueue."""
+
+
+def state_of(session: AsyncSession) -> SessionState:
+    """The state of the unit of work that opened the session (`transaction`)."""
+    state: SessionState = session.info[SessionState]
+    return state
 
 
 def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
     """Run `hook` once the session's unit of work has committed, before its response is sent;
     never if it rolls back. How work for later (cache invalidation) leaves the process only
     with the writes it follows from."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+    state_of(session).after_commit.append(hook)
 
 
 async def _commit(session: AsyncSession) -> None:
     await session.commit()
-    hooks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+    state = state_of(session)
+    hooks, state.after_commit = state.after_commit, []
     for hook in hooks:
         await hook()
 
 
 @contextlib.asynccontextmanager
 async def transaction(
-    sessions: async_sessionmaker[AsyncSession], info: Mapping[str, object] | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    cache: "Cache | Uncached | None" = None,
+    queue: "Queue | None" = None,
 ) -> AsyncIterator[AsyncSession]:
     """One unit of work: committed when the block ends, rolled back if anything raised (except
-    an `AppError` that `keeps_changes`). `info` goes into the session's `info` (the process's
-    cache and job queue, for the services to use: `CACHE`, `JOBS`)."""
+    an `AppError` that `keeps_changes`). `cache` and `queue`, the process's, travel with the
+    session for the services to use (`SessionState`)."""
     async with sessions() as session:
-        session.info.update(info or {})
+        session.info[SessionState] = SessionState(cache=cache, queue=queue)
         try:
             yield session
         except AppError as error:
@@ -54,20 +93,13 @@ def database_of(request: Request) -> Database:
     return database
 
 
-# Where a unit of work's session keeps the process's read cache, which invalidates what the
-# services say they changed (`conduit.cache.changed`) once the unit of work commits.
-CACHE = "conduit.cache"
-# And the process's job queue, which records the jobs the services enqueue in the same
-# transaction (`conduit.jobs.enqueue`).
-JOBS = "conduit.jobs"
-
-
 async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed when the endpoint returns, before the response is
     sent, and rolled back if anything raised."""
-    state = request.app.state
-    info = {CACHE: state.cache, JOBS: state.queue}
-    async with transaction(database_of(request).sessions, info) as session:
+    app = request.app.state
+    async with transaction(
+        database_of(request).sessions, cache=app.cache, queue=app.queue
+    ) as session:
         yield session
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conduit import metrics
 from conduit.cache import Cache, Uncached
 from conduit.config import JobsSettings, Settings
-from conduit.database import CACHE, JOBS, Database, transaction, utcnow
+from conduit.database import Database, NotGiven, state_of, transaction, utcnow
 from conduit.mail import Mailer
 
 logger = logging.getLogger(__name__)
@@ -105,8 +105,9 @@ class JobContext:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        info = {CACHE: self.cache, JOBS: self.queue}
-        async with transaction(self.database.sessions, info) as session:
+        async with transaction(
+            self.database.sessions, cache=self.cache, queue=self.queue
+        ) as session:
             yield session
 
 
@@ -144,7 +145,9 @@ async def enqueue(
         request_id=structlog.contextvars.get_contextvars().get("request_id"),
         due_at=utcnow() + (delay or timedelta()),
     )
-    queue: Queue = session.info[JOBS]
+    queue = state_of(session).queue
+    if queue is None:
+        raise NotGiven("queue")
     await queue.put(session, job, delay=delay)
     return job.id
 

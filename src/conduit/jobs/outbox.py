@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from conduit.database import Base, UTCDateTime, after_commit, utcnow
+from conduit.database import Base, UTCDateTime, after_commit, state_of, utcnow
 from conduit.jobs.core import Arguments, Job, JobContext, Task, retry_delay, run, task
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,6 @@ async def purge_qstash_deliveries(context: JobContext, _: Job, __: Arguments) ->
         )
 
 
-_COMMITTED = "conduit.jobs.committed"
-
-
 class Outbox:
     """Puts jobs in the `jobs` table; once their transaction commits, `on_commit` is given
     their rows (to wake a worker, or publish them)."""
@@ -122,9 +119,10 @@ class Outbox:
             due_at=due,
         )
         session.add(record)
-        committed: list[JobRecord] | None = session.info.get(_COMMITTED)
+        state = state_of(session)
+        committed = state.outbox
         if committed is None:
-            committed = session.info[_COMMITTED] = []
+            committed = state.outbox = []
             on_commit = self._on_commit
 
             async def hand_over() -> None:
