@@ -50,6 +50,15 @@ async def create_article(
     return article
 
 
+async def add_comment(client: AsyncClient, token: str, slug: str, body: str) -> dict[str, Any]:
+    response = await client.post(
+        f"/api/articles/{slug}/comments", headers=auth(token), json={"comment": {"body": body}}
+    )
+    assert response.status_code == 201, response.text
+    comment: dict[str, Any] = response.json()["comment"]
+    return comment
+
+
 async def follow(client: AsyncClient, token: str, username: str) -> None:
     response = await client.post(f"/api/profiles/{username}/follow", headers=auth(token))
     assert response.status_code == 200, response.text

@@ -13,7 +13,7 @@ from conduit.jobs import Jobs
 from conduit.jobs.outbox import JobRecord
 from conduit.notifications import tasks as notifications_tasks
 from tests.background import run_jobs
-from tests.factories import auth, create_article, follow, register
+from tests.factories import add_comment, auth, create_article, follow, register
 
 pytestmark = pytest.mark.anyio
 
@@ -34,19 +34,9 @@ async def test_followers_comments_and_follows_each_notify_once(
     bystander = await register(client, "bystander")
     await follow(client, reader, "author")
     article = await create_article(client, author, title="Fresh ink")
-    response = await client.post(
-        f"/api/articles/{article['slug']}/comments",
-        headers=auth(reader),
-        json={"comment": {"body": "Great read"}},
-    )
-    assert response.status_code == 201
-    comment_id = response.json()["comment"]["id"]
+    comment_id = (await add_comment(client, reader, article["slug"], "Great read"))["id"]
     # The author's own comment notifies nobody.
-    await client.post(
-        f"/api/articles/{article['slug']}/comments",
-        headers=auth(author),
-        json={"comment": {"body": "Thanks"}},
-    )
+    await add_comment(client, author, article["slug"], "Thanks")
     # Nothing before the jobs have run.
     assert (await _notifications(client, reader))["notificationsCount"] == 0
 
@@ -100,6 +90,25 @@ async def test_publishing_notifies_every_follower_in_batches(
     for token in followers:
         kinds = [n["kind"] for n in (await _notifications(client, token))["notifications"]]
         assert kinds == ["article.published"]
+
+
+async def test_an_article_deleted_before_its_jobs_ran_notifies_nobody_of_it_or_its_comment(
+    app: FastAPI, committing_client: AsyncClient
+) -> None:
+    client = committing_client
+    author = await register(client, "author")
+    reader = await register(client, "reader")
+    await follow(client, reader, "author")
+    article = await create_article(client, author, title="Gone soon")
+    await add_comment(client, reader, article["slug"], "Too late")
+    response = await client.delete(f"/api/articles/{article['slug']}", headers=auth(author))
+    assert response.status_code == 204
+
+    await run_jobs(app)
+
+    assert (await _notifications(client, reader))["notifications"] == []
+    kinds = [n["kind"] for n in (await _notifications(client, author))["notifications"]]
+    assert kinds == ["user.followed"]
 
 
 async def test_marking_read_by_id_and_all_counts_only_your_own(

@@ -41,6 +41,7 @@ _AUTHOR: BindParameter[str] = bindparam("author", type_=String)
 _FAVORITED_BY: BindParameter[str] = bindparam("favorited_by", type_=String)
 _LIMIT: BindParameter[int] = bindparam("limit", type_=Integer)
 _OFFSET: BindParameter[int] = bindparam("offset", type_=Integer)
+_ARTICLE_ID: BindParameter[int] = bindparam("article_id", type_=Integer)
 # A JSON array of slugs.
 _SLUGS: BindParameter[str] = bindparam("slugs", type_=String)
 
@@ -190,6 +191,15 @@ async def get(db: Reader, *, slug: str, viewer_id: int | None) -> ArticleDocumen
     if document is None:
         raise NotFound("article")
     return document
+
+
+_PRESENT: Read[int] = Read(lambda _: select(Article.id).where(Article.id == _ARTICLE_ID))
+
+
+async def present(db: Reader, *, article_id: int) -> bool:
+    """Whether the article is there still (a job's may have been deleted since it was
+    enqueued)."""
+    return await db.scalar(_PRESENT, article_id=article_id) is not None
 
 
 # The cache: documents as an anonymous viewer sees them, and a signed-in viewer's flags. ----

@@ -4,6 +4,7 @@ from functools import cache, partial
 from typing import NewType
 
 import orjson
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     select,
 )
 
+from conduit.articles import Article
 from conduit.articles import reads as articles_reads
 from conduit.auth import User
 from conduit.cache import CachedRead, Document, Entry, document_of
@@ -77,6 +79,39 @@ def _comment_by_id(j: JSONFunctions) -> Select[str]:
 
 
 _COMMENT: Read[CommentDocument] = Read(_comment_by_id)
+
+
+class CommentAuthors(BaseModel):
+    """Who wrote a comment, on which article, and who wrote that."""
+
+    model_config = ConfigDict(frozen=True)
+
+    commenter_id: int
+    article_id: int
+    article_author_id: int
+
+
+def _authors(j: JSONFunctions) -> Select[str]:
+    authors = j.object(
+        commenter_id=Comment.author_id,
+        article_id=Comment.article_id,
+        article_author_id=Article.author_id,
+    )
+    return (
+        select(as_text(authors))
+        .select_from(Comment)
+        .join(Article, Article.id == Comment.article_id)
+        .where(Comment.id == _COMMENT_ID)
+    )
+
+
+_AUTHORS: Read[str] = Read(_authors)
+
+
+async def authors(db: Reader, *, comment_id: int) -> CommentAuthors | None:
+    """None when the comment is gone."""
+    document = await db.scalar(_AUTHORS, comment_id=comment_id)
+    return None if document is None else CommentAuthors.model_validate_json(document)
 
 
 async def list_for_article(db: Reader, *, slug: str, viewer_id: int | None) -> CommentsDocument:

@@ -15,7 +15,7 @@ from sqlalchemy import (
 
 from conduit.articles import Article
 from conduit.auth import User
-from conduit.comments.models import Comment
+from conduit.comments import Comment
 from conduit.database import Read, Reader, aggregate
 from conduit.notifications.models import Notification
 from conduit.profiles import reads as profiles_reads

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.articles import Article
-from conduit.comments.models import Comment
-from conduit.database import insert, utcnow
+from conduit.articles import reads as articles_reads
+from conduit.comments import reads as comments_reads
+from conduit.database import SessionReader, insert, utcnow
 from conduit.jobs import Arguments, Job, JobContext, enqueue, task
 from conduit.notifications.models import Kind, Notification
-from conduit.profiles.models import Follow
+from conduit.profiles import reads as profiles_reads
 
 # The unread notifications a user keeps: a flood (of followers, of comments) costs their storage
 # no more than this.
@@ -102,15 +102,11 @@ async def article_published(context: JobContext, job: Job, event: Published) -> 
     after = 0
     while True:
         async with context.unit_of_work() as session:
-            if await session.get(Article, event.article_id) is None:
+            db = SessionReader(session)
+            if not await articles_reads.present(db, article_id=event.article_id):
                 return
-            followers = list(
-                await session.scalars(
-                    select(Follow.follower_id)
-                    .where(Follow.followee_id == event.author_id, Follow.follower_id > after)
-                    .order_by(Follow.follower_id)
-                    .limit(batch_size)
-                )
+            followers = await profiles_reads.followers(
+                db, user_id=event.author_id, after=after, limit=batch_size
             )
             await _notify(
                 session,
@@ -135,27 +131,20 @@ async def article_published(context: JobContext, job: Job, event: Published) -> 
 async def comment_created(context: JobContext, job: Job, event: Commented) -> None:
     """The article's author, unless they wrote the comment."""
     async with context.unit_of_work() as session:
-        found = (
-            await session.execute(
-                select(Comment.author_id, Comment.article_id, Article.author_id)
-                .join(Article, Article.id == Comment.article_id)
-                .where(Comment.id == event.comment_id)
-            )
-        ).one_or_none()
-        if found is None:
+        authors = await comments_reads.authors(SessionReader(session), comment_id=event.comment_id)
+        if authors is None:
             return
-        commenter_id, article_id, author_id = found
-        if commenter_id != author_id:
+        if authors.commenter_id != authors.article_author_id:
             await _notify(
                 session,
                 job,
                 event,
                 [
                     {
-                        "recipient_id": author_id,
+                        "recipient_id": authors.article_author_id,
                         "kind": Kind.COMMENT_CREATED,
-                        "actor_id": commenter_id,
-                        "article_id": article_id,
+                        "actor_id": authors.commenter_id,
+                        "article_id": authors.article_id,
                         "comment_id": event.comment_id,
                     }
                 ],

@@ -32,6 +32,9 @@ VIEWER_ID: BindParameter[int] = bindparam("viewer_id", type_=Integer)
 _USERNAME: BindParameter[str] = bindparam("username", type_=String)
 # A JSON array of usernames.
 USERNAMES: BindParameter[str] = bindparam("usernames", type_=String)
+_FOLLOWEE_ID: BindParameter[int] = bindparam("followee_id", type_=Integer)
+_AFTER: BindParameter[int] = bindparam("after", type_=Integer)
+_LIMIT: BindParameter[int] = bindparam("limit", type_=Integer)
 
 
 def id_of(username: str | BindParameter[str]) -> Select[int]:
@@ -85,6 +88,28 @@ async def followed(db: Reader, *, viewer_id: int, usernames: list[str]) -> set[s
         db, _FOLLOWED, viewer_id=viewer_id, usernames=orjson.dumps(usernames).decode()
     )
     return set(orjson.loads(found))
+
+
+def _followers(j: JSONFunctions) -> Select[str]:
+    rows = (
+        select(Follow.follower_id)
+        .where(Follow.followee_id == _FOLLOWEE_ID, Follow.follower_id > _AFTER)
+        .order_by(Follow.follower_id)
+        .limit(_LIMIT)
+        .subquery()
+    )
+    ids = j.array(rows.c.follower_id, from_=rows, order_by=[rows.c.follower_id])
+    return select(as_text(ids))
+
+
+_FOLLOWERS: Read[str] = Read(_followers)
+
+
+async def followers(db: Reader, *, user_id: int, after: int, limit: int) -> list[int]:
+    """The ids of the user's followers above `after`, the first `limit` of them in id order:
+    one batch of a fan-out."""
+    found = await aggregate(db, _FOLLOWERS, followee_id=user_id, after=after, limit=limit)
+    return list(orjson.loads(found))
 
 
 @cache
