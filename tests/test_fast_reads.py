@@ -2,7 +2,6 @@
 answers: the same status, body and ETag for every URL, valid or not; a route's parameters are
 the fast path's, whatever they are."""
 
-from collections.abc import Callable
 from typing import Annotated
 
 import pytest
@@ -82,7 +81,7 @@ async def test_the_fast_path_serves_hits_without_a_statement(
     assert statements.count == 0
 
 
-def _recording(framework: ASGIApp, paths: list[str]) -> Callable[[Scope, Receive, Send], object]:
+def _recording(framework: ASGIApp, paths: list[str]) -> ASGIApp:
     async def recorded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             paths.append(f"{scope['path']}?{scope['query_string'].decode()}")
