@@ -90,7 +90,14 @@ def _recording(framework: ASGIApp, paths: list[str]) -> ASGIApp:
     return recorded
 
 
-async def test_a_parameter_added_to_a_cached_read_is_the_fast_paths_too(settings: Settings) -> None:
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+async def test_a_parameter_added_to_a_cached_read_is_the_fast_paths_too(
+    settings: Settings, cached: bool
+) -> None:
+    """With the cache off too (`CONDUIT_CACHE_ENABLED=false`), the reads take the fast path."""
+    settings = settings.model_copy(
+        update={"cache": settings.cache.model_copy(update={"enabled": cached})}
+    )
     router = APIRouter()
 
     @router.get("/echo")

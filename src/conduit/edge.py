@@ -76,7 +76,7 @@ class Edge:
     ) -> None:
         self.framework = framework
         self.settings = settings
-        self.fast_reads = fast_reads if settings.cache.enabled else None
+        self.fast_reads = fast_reads
         # A cross-origin request needs CORS headers: the framework's CORS middleware adds them.
         self.cors = bool(settings.http.cors_origins)
         self.route_templates = route_templates
@@ -123,14 +123,12 @@ class Edge:
             structlog.contextvars.reset_contextvars(**tokens)
 
     async def _answer(self, scope: Scope, receive: Receive, exchange: "_Exchange") -> None:
-        fast_reads = self.fast_reads
         if (
-            fast_reads is not None
-            and scope["method"] == "GET"
+            scope["method"] == "GET"
             and not (exchange.credentialed or exchange.has_body)
             and not (exchange.cross_origin and self.cors)
         ):
-            response = await _fast_read(fast_reads, scope, receive, exchange.state)
+            response = await _fast_read(self.fast_reads, scope, receive, exchange.state)
             if response is not None:
                 await exchange.respond(response)
                 return

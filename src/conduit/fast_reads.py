@@ -3,7 +3,8 @@
 An anonymous GET of an article list, an article, its comments, a profile or the tags is most
 of a blog's traffic, and once its document is cached FastAPI's routing, dependency solving and
 middleware cost more than the hit itself (docs/benchmarks.md), as Django's per-site cache
-answers from middleware for the same reason.
+answers from middleware for the same reason. With the cache off (`CONDUIT_CACHE_ENABLED=false`)
+the same reads take the same path, each built from the database.
 
 A route declares itself a cached read by what it asks for: the read cache (`Cached`), a caller
 who may be anonymous (`OptionalCaller` or `AnonymousCaller`), and nothing else but the read
