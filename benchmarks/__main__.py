@@ -19,16 +19,14 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import baseline, database, measure, publish, report, scenarios, servers, wrk
-from benchmarks.baseline import Revision
+from benchmarks import measure, publish, report, scenarios, wrk
 from benchmarks.explain import explain
 from benchmarks.measure import HalfCapacity, Load, ProbeResult, ScenarioResult
-from benchmarks.report import RESULTS
 from benchmarks.scenarios import Scenario
+from benchmarks.setup import SCRATCH, baseline, database, servers
+from benchmarks.setup.baseline import Revision
 from conduit.seed import ScaleName
 
-# Loopback only, for tokens that live as long as a run.
-SECRET = "conduit-benchmark-secret-that-never-leaves-loopback"  # noqa: S105
 EXTRAS = ("probe", "half")
 ALL = ("list", "list-auth", "feed", "article", "comments", "tags", "mixed", "login", *EXTRAS)
 
@@ -134,7 +132,7 @@ def _measure_scenarios(
         print(f"{scenario.name}: {scenario.title}", flush=True)
         if "floor" in scenario.targets:
             measure.verify_same_json(scenario, targets)
-        requests_file = RESULTS / "tmp" / f"{scenario.name}.tsv"
+        requests_file = SCRATCH / f"{scenario.name}.tsv"
         results.append(measure.scenario(scenario, targets, pids, requests_file, load))
         if scenario.name == "mixed":
             # Writes wrk sent last may still be committing when it returns.
@@ -158,9 +156,7 @@ def _half_capacity(
             "list", "max", tuple(targets), [wrk.Request("GET", scenarios.LIST)]
         )
         single = Load(load.seconds, load.warmup_seconds, 1, load.connections, load.threads)
-        listing = measure.scenario(
-            list_scenario, targets, pids, RESULTS / "tmp" / "list.tsv", single
-        )
+        listing = measure.scenario(list_scenario, targets, pids, SCRATCH / "list.tsv", single)
     print("half: GET /api/articles?limit=20 at half the measured maximum", flush=True)
     return {
         name: measure.half_capacity(
@@ -181,7 +177,7 @@ def _probe(
         flush=True,
     )
     logins_file = wrk.write_requests(
-        RESULTS / "tmp" / "probe-logins.tsv",
+        SCRATCH / "probe-logins.tsv",
         [scenarios.login(email) for email in fixtures.reader_emails],
     )
     probe = [wrk.Request("GET", f"/api/articles/{slug}") for slug in fixtures.slugs]
@@ -196,7 +192,7 @@ def _probe(
 
 
 def _warn_if_refused(targets: list[servers.Target]) -> None:
-    refused = servers.refused_connections(targets, RESULTS / "tmp")
+    refused = servers.refused_connections(targets, SCRATCH)
     if refused:
         print(
             f"warning: PostgreSQL refused connections to {', '.join(refused)} (max_connections"
@@ -221,8 +217,8 @@ def _run_scale(
     if setup.redis_url is not None:
         servers.clear_store(setup.redis_url)
     targets = setup.targets()
-    env = database.server_env(prepared.url, SECRET)
-    with servers.running(list(targets.values()), env, RESULTS / "tmp") as pids:
+    env = database.server_env(prepared.url)
+    with servers.running(list(targets.values()), env, SCRATCH) as pids:
         fixtures = database.fixtures(prepared.url)
         tokens = measure.tokens(targets["conduit"].base_url, fixtures.reader_emails)
         built = scenarios.build(fixtures, tokens, setup.conduits)
@@ -252,7 +248,7 @@ def _run_scale(
         token = measure.tokens(targets["conduit"].base_url, fixtures.reader_emails[:1])
     _warn_if_refused(list(targets.values()))
     # Once the servers have stopped: their idle pools could leave no connection to explain with.
-    explained = asyncio.run(explain(prepared.url, SECRET, next(iter(token.values()))))
+    explained = asyncio.run(explain(prepared.url, database.SECRET, next(iter(token.values()))))
     return report.ScaleResult(
         scale=scale,
         database=database.without_password(prepared.url),
@@ -360,7 +356,7 @@ def main(
     chosen_scales = _split(scales, tuple(ScaleName), "--scales") if scales else [scale.value]
     counts = _worker_counts(workers)
     revision = baseline.revision(baseline_ref) if baseline_ref is not None else None
-    (RESULTS / "tmp").mkdir(parents=True, exist_ok=True)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
     load = Load(duration, warmup, trials, connections, threads)
     extras = Extras(probe_rate, probe_seconds, half_seconds)
     started = datetime.now(UTC)

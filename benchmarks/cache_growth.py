@@ -26,10 +26,8 @@ import asyncpg
 import httpx
 import redis
 
-from benchmarks import servers
-from benchmarks.cold_start import free_port
-from benchmarks.faults import private_redis
-from conduit.config import DatabaseSettings
+from benchmarks.setup import database, processes, servers
+from benchmarks.setup.redis_server import private_redis
 
 _PACE_SECONDS = 60 / 280
 _UNBOUNDED = {
@@ -69,8 +67,7 @@ def _used_memory(client: redis.Redis) -> int:
 
 
 async def _slugs(requests: int) -> list[str]:
-    url = DatabaseSettings().sqlalchemy_url.set(drivername="postgresql")
-    connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+    connection = await asyncpg.connect(database.driver_url())
     try:
         rows = await connection.fetch("SELECT slug FROM articles ORDER BY id LIMIT $1", requests)
     finally:
@@ -80,7 +77,7 @@ async def _slugs(requests: int) -> list[str]:
 
 def _run(label: str, env: dict[str, str], paths: list[str], logs: Path) -> None:
     with private_redis() as store, redis.Redis.from_url(store.url) as client:
-        port = free_port()
+        port = processes.free_port()
         target = servers.Target(
             "conduit",
             port,

@@ -12,58 +12,37 @@ See docs/benchmarks.md ("Cold start").
 """
 
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
+
+from benchmarks.setup import database, processes
 
 app = typer.Typer(add_completion=False)
 
 CONDUIT = Path(sys.executable).with_name("conduit")
 DEADLINE_SECONDS = 30.0
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, for a server of the benchmarks' own."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+POLL_SECONDS = 0.01
 
 
 def first_answer(database_url: str) -> float:
     """Seconds from starting `conduit serve` to its first answered request."""
-    port = free_port()
+    port = processes.free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "CONDUIT_LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
-    server = subprocess.Popen(
-        [str(CONDUIT), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with httpx.Client(trust_env=False, timeout=1) as client:
-            while time.perf_counter() - started < DEADLINE_SECONDS:
-                try:
-                    if (
-                        client.get(f"http://127.0.0.1:{port}/health/live").status_code
-                        == httpx.codes.OK
-                    ):
-                        return time.perf_counter() - started
-                except httpx.TransportError:
-                    time.sleep(0.01)
-        raise RuntimeError(f"conduit serve did not answer within {DEADLINE_SECONDS} s")
-    finally:
-        server.terminate()
-        server.wait()
+    with processes.started([str(CONDUIT), "serve", "--port", str(port)], env=env) as server:
+        processes.wait_until_answers(
+            f"http://127.0.0.1:{port}/health/live",
+            server,
+            timeout=DEADLINE_SECONDS,
+            interval=POLL_SECONDS,
+        )
+        return time.perf_counter() - started
 
 
 def _report(name: str, times: list[float]) -> None:
@@ -84,12 +63,7 @@ def main(
     if postgres:
         url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
         # `conduit serve` refuses a PostgreSQL database older than its release.
-        subprocess.run(
-            [str(CONDUIT), "migrate"],
-            env={**os.environ, "DATABASE_URL": url},
-            check=True,
-            capture_output=True,
-        )
+        database.migrate(url, quiet=True)
         _report("postgresql", [first_answer(url) for _ in range(runs)])
 
 

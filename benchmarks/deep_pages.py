@@ -2,7 +2,7 @@
 `GET /api/articles` (anonymous, and filtered by author) and for a user's notifications, at offset 0
 and at a deep offset, on a seeded PostgreSQL database (`conduit seed --scale medium`).
 
-    CONDUIT_DATABASE_URL=postgresql://... .tools/bin/uv run python -m benchmarks.deep_pages
+    DATABASE_URL=postgresql://... .tools/bin/uv run python -m benchmarks.deep_pages
 
 Prints the median execution time of five runs of each (after one to warm the cache).
 See docs/benchmarks.md ("Deep pages").
@@ -16,8 +16,8 @@ import sys
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
+from benchmarks.setup import database
 from conduit.articles import reads as articles_reads
-from conduit.config import DatabaseSettings
 from conduit.database import Read
 from conduit.notifications import reads as notifications_reads
 
@@ -46,12 +46,7 @@ async def _execution_ms(
 
 
 async def main() -> None:
-    url = (
-        DatabaseSettings()
-        .sqlalchemy_url.set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
-    connection = await asyncpg.connect(url)
+    connection = await asyncpg.connect(database.driver_url())
     try:
         author = await connection.fetchval(
             "SELECT username FROM users JOIN articles ON articles.author_id = users.id"

@@ -2,11 +2,12 @@
 fails, and after.
 
 Each scenario runs on loopback against a PostgreSQL cluster (and a Redis) of its own that it
-creates in a temporary directory, loads Conduit with client tasks that read and write without
-pause, injects one fault for a few seconds, and lets the load run on after it. It prints, per
-phase (before the fault, during it, after it), the requests by status; the requests that had no
-response; how long after the fault a request last failed; what the server logged (one-line
-reports, tracebacks); and how many acknowledged writes the database holds afterwards.
+creates in a temporary directory (benchmarks.setup), loads Conduit with client tasks that read
+and write without pause, injects one fault for a few seconds, and lets the load run on after
+it. It prints, per phase (before the fault, during it, after it), the requests by status; the
+requests that had no response; how long after the fault a request last failed; what the server
+logged (one-line reports, tracebacks); and how many acknowledged writes the database holds
+afterwards.
 
     .tools/bin/uv run python -m benchmarks.faults [--scenario db-restart] [--workers 1]
 
@@ -23,15 +24,10 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -39,17 +35,12 @@ from typing import Annotated, Literal
 
 import asyncpg
 import httpx
-import redis
 import typer
 
-from benchmarks import database, servers
-from benchmarks.cold_start import free_port
+from benchmarks.setup import SCRATCH, database, processes, servers
+from benchmarks.setup.postgres import Cluster, StopMode, private_cluster
+from benchmarks.setup.redis_server import PrivateRedis, private_redis
 
-# The servers' logs, one per scenario.
-LOGS = Path(__file__).resolve().parent / "results" / "tmp"
-SECRET = "conduit-faults-secret-that-never-leaves-loopback"  # noqa: S105
-POSTGRES_ROOT = Path("/usr/lib/postgresql")
-READY_TIMEOUT_SECONDS = 30.0
 # Longer than any bound Conduit puts on a request: a client that waits this long saw a hang.
 REQUEST_TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 100
@@ -62,154 +53,6 @@ class Scenario(StrEnum):
     REDIS_RESTART = "redis-restart"
     SLOW_DB = "slow-db"
     POOL_EXHAUSTED = "pool-exhausted"
-
-
-class StopMode(StrEnum):
-    """How `pg_ctl stop` stops PostgreSQL."""
-
-    # Sessions are terminated and the server shuts down cleanly.
-    FAST = "fast"
-    # As if it crashed: it recovers from its WAL when it starts again.
-    IMMEDIATE = "immediate"
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: as root, run its programs as the postgres user."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def _postgres_bin() -> Path:
-    """The newest installed PostgreSQL's programs (Debian keeps them out of PATH)."""
-    installed = sorted(
-        POSTGRES_ROOT.glob("*/bin/initdb"), key=lambda path: int(path.parts[-3].split(".")[0])
-    )
-    if installed:
-        return installed[-1].parent
-    found = shutil.which("initdb")
-    if found is None:
-        raise SystemExit("initdb not found: install PostgreSQL's server programs")
-    return Path(found).parent
-
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    """A PostgreSQL cluster of the run's own, on a free loopback port."""
-
-    directory: Path
-    port: int
-    programs: Path
-
-    def url(self, name: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
-
-    def _ctl(self, *arguments: str) -> None:
-        pg_ctl = str(self.programs / "pg_ctl")
-        data, log = str(self.directory / "data"), str(self.directory / "postgres.log")
-        subprocess.run(
-            _as_postgres([pg_ctl, "-D", data, "-l", log, *arguments]),
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off"
-            f" -c unix_socket_directories={self.directory} -c max_connections=200"
-        )
-        self._ctl("start", "-w", "-t", str(int(READY_TIMEOUT_SECONDS)), "-o", options)
-
-    def stop(self, mode: StopMode = StopMode.FAST) -> None:
-        self._ctl("stop", "-w", "-m", mode)
-
-    def create_database(self, name: str) -> str:
-        createdb = str(self.programs / "createdb")
-        subprocess.run(
-            [createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
-            check=True,
-            capture_output=True,
-        )
-        return self.url(name)
-
-
-@contextlib.contextmanager
-def private_cluster() -> Iterator[Cluster]:
-    """initdb in a temporary directory, started; stopped and removed afterwards."""
-    programs = _postgres_bin()
-    with tempfile.TemporaryDirectory(prefix="conduit-faults-") as directory:
-        root = Path(directory)
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres")
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(programs / "initdb"),
-                    "-D",
-                    str(root / "data"),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        cluster = Cluster(root, free_port(), programs)
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop(StopMode.IMMEDIATE)
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server of the run's own, without persistence, on a free loopback port."""
-
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        with redis.Redis.from_url(self.url) as client:
-            while True:
-                try:
-                    client.ping()
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-                else:
-                    return
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait()
-            self.process = None
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # The load ----------------------------------------------------------------------------------
@@ -565,20 +408,15 @@ def run(
 ) -> Result:
     """Migrate the database at `url`, serve Conduit on it (its log in `logs`), load it through
     `fault`, and count."""
+    database.migrate(url, quiet=True)
+    port = processes.free_port()
     env = {
-        **database.server_env(url, SECRET),
-        "CONDUIT_LOG_FORMAT": "json",
+        **servers.store_env(redis_url, f"{servers.KEY_PREFIX}-faults"),
         "PYTHONUNBUFFERED": "1",
         **shape.env,
     }
-    if redis_url is not None:
-        env |= {"REDIS_URL": redis_url}
-    subprocess.run(
-        [sys.executable, "-m", "conduit", "migrate"], env=env, check=True, capture_output=True
-    )
-    port = free_port()
-    target = servers.Target(str(scenario), port, servers.serve_command(port, workers))
-    with servers.running([target], env, logs):
+    target = servers.Target(str(scenario), port, servers.serve_command(port, workers), env)
+    with servers.running([target], database.server_env(url), logs):
         token = _register(target.base_url)
         slug = _first_article(target.base_url, token)
         load = Load(target.base_url, token, slug, shape.readers, shape.writers)
@@ -643,7 +481,7 @@ def _db_restart(cluster: Cluster, workers: int, outage: float, mode: StopMode) -
     )
     url = cluster.create_database("restart")
     fault = stopped(cluster, mode)
-    return run(Scenario.DB_RESTART, shape, fault, url=url, workers=workers, logs=LOGS)
+    return run(Scenario.DB_RESTART, shape, fault, url=url, workers=workers, logs=SCRATCH)
 
 
 def _redis_restart(cluster: Cluster, workers: int, outage: float) -> Result:
@@ -663,7 +501,7 @@ def _redis_restart(cluster: Cluster, workers: int, outage: float) -> Result:
             _redis_stopped(server),
             url=url,
             workers=workers,
-            logs=LOGS,
+            logs=SCRATCH,
             redis_url=server.url,
         )
 
@@ -680,7 +518,7 @@ def _slow_db(cluster: Cluster, workers: int) -> Result:
     )
     url = cluster.create_database("slow")
     fault = _articles_locked(url)
-    return run(Scenario.SLOW_DB, shape, fault, url=url, workers=workers, logs=LOGS)
+    return run(Scenario.SLOW_DB, shape, fault, url=url, workers=workers, logs=SCRATCH)
 
 
 # Pools a few clients outnumber, and a pool timeout shorter than the statement timeout: waiting
@@ -705,7 +543,7 @@ def _pool_exhausted(cluster: Cluster, workers: int) -> Result:
     )
     url = cluster.create_database("pools")
     fault = _articles_locked(url)
-    return run(Scenario.POOL_EXHAUSTED, shape, fault, url=url, workers=workers, logs=LOGS)
+    return run(Scenario.POOL_EXHAUSTED, shape, fault, url=url, workers=workers, logs=SCRATCH)
 
 
 @app.command()
@@ -724,7 +562,7 @@ def main(
 ) -> None:
     """Inject faults into a loaded Conduit on loopback and report what its clients saw."""
     chosen = scenarios or list(Scenario)
-    LOGS.mkdir(parents=True, exist_ok=True)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
     with private_cluster() as cluster:
         for scenario in chosen:
             if scenario is Scenario.DB_RESTART:

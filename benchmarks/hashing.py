@@ -27,8 +27,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from benchmarks import database, servers
-from benchmarks.cold_start import free_port
+from benchmarks.setup import database, processes, servers
 
 PASSWORD = "password123"  # noqa: S105 (the accounts the run registers)
 # Each phase's attack ends by itself once its accounts are refused; this bounds it regardless.
@@ -172,10 +171,9 @@ def main(
     """The bystander's sign-in latency without and with an attacker hashing at the quota."""
     if workers > 1 and redis_url is None:
         raise typer.BadParameter("workers count apart without a shared store: give --redis")
-    port = free_port()
+    port = processes.free_port()
     with tempfile.TemporaryDirectory() as directory:
-        database_url = f"sqlite+aiosqlite:///{Path(directory) / 'conduit.db'}"
-        base = database.server_env(database_url, secrets.token_urlsafe(48))
+        base = database.server_env(database.sqlite_url(Path(directory)))
         env = {
             # The default sign-in quota (the benchmarks' common environment lifts it).
             "CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA": "20",

@@ -18,7 +18,6 @@ BENCH_DATABASE_URL, else the local one. See docs/benchmarks.md ("Jobs").
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import typer
 from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 
+from benchmarks.setup import database, processes
 from conduit import clients, migrations
 from conduit.auth.models import User
 from conduit.config import DatabaseSettings, JobsSettings, Settings
@@ -49,16 +49,10 @@ def _settings(url: str) -> Settings:
     return Settings(database=DatabaseSettings(url=url), jobs=JobsSettings(run_in_api=False))
 
 
-async def _recreate(server_url: str) -> str:
-    admin = create_engine(DatabaseSettings(url=server_url))
-    try:
-        async with admin.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-            await autocommit.exec_driver_sql(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await admin.dispose()
-    return make_url(server_url).set(database=DATABASE).render_as_string(hide_password=False)
+def _recreate(server_url: str) -> str:
+    url = make_url(server_url).set(database=DATABASE).render_as_string(hide_password=False)
+    database.recreate(url)
+    return url
 
 
 async def _prepare(url: str) -> None:
@@ -109,34 +103,22 @@ async def _enqueue_cost(url: str, requests: int) -> tuple[float, float]:
 
 @contextmanager
 def _workers(url: str, count: int, logs: Path) -> Iterator[None]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CONDUIT_", "QSTASH_"))
-    } | {"DATABASE_URL": url}
     with ExitStack() as stack:
         for n in range(count):
-            log_path = logs / f"worker-{count}-{n}.log"
-            log = stack.enter_context(log_path.open("wb"))
-            process = subprocess.Popen(
-                [sys.executable, "-m", "conduit", "worker"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            log = logs / f"worker-{count}-{n}.log"
+            process = stack.enter_context(
+                processes.started(
+                    [sys.executable, "-m", "conduit", "worker"],
+                    env=database.server_env(url),
+                    output=log,
+                )
             )
-            stack.callback(_stop, process)
             deadline = time.monotonic() + WORKER_READY_SECONDS
-            while "jobs," not in log_path.read_text():
+            while "jobs," not in log.read_text():
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"worker did not start: {log_path.read_text()}")
+                    raise RuntimeError(f"worker did not start: {log.read_text()}")
                 time.sleep(0.05)
         yield
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    process.wait(timeout=30)
 
 
 async def _throughput(url: str, jobs: int) -> float:
@@ -168,7 +150,7 @@ def main(
     with tempfile.TemporaryDirectory() as scratch:
         sqlite_url = f"sqlite+aiosqlite:///{scratch}/jobs.db"
         for name, url in (
-            ("PostgreSQL (pgqueuer)", asyncio.run(_recreate(server_url))),
+            ("PostgreSQL (pgqueuer)", _recreate(server_url)),
             ("SQLite (embedded)", sqlite_url),
         ):
             without, with_job = asyncio.run(_enqueue_cost(url, requests))
@@ -179,7 +161,7 @@ def main(
             )
         logs = Path(scratch)
         for count in (1, 2):
-            url = asyncio.run(_recreate(server_url))
+            url = _recreate(server_url)
             asyncio.run(_prepare(url))
             with _workers(url, count, logs):
                 rate = asyncio.run(_throughput(url, jobs))

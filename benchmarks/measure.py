@@ -17,7 +17,8 @@ import redis
 from benchmarks import loadgen, wrk
 from benchmarks.loadgen import RateResult
 from benchmarks.scenarios import Scenario, login
-from benchmarks.servers import RssSampler, Target, cpu_seconds
+from benchmarks.setup.processes import RssSampler, cpu_seconds
+from benchmarks.setup.servers import Target
 from benchmarks.wrk import Request
 
 KIB_PER_MIB = 1024

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks import chart, report
-from benchmarks.report import RESULTS
+from benchmarks.setup import RESULTS
 
 
 def save(run: report.Run, *, update_doc: bool) -> Path:

@@ -23,7 +23,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from benchmarks import database, servers
+from benchmarks.setup import database, servers
 
 CLIENT = "198.51.100.7"
 ALGORITHMS = ("sliding-window", "fixed-window", "token-bucket")
@@ -106,8 +106,7 @@ def _run(
 ) -> Outcome:
     env = _env(store, redis_url, algorithm, quota, window)
     with tempfile.TemporaryDirectory() as directory:
-        database_url = f"sqlite+aiosqlite:///{Path(directory) / 'conduit.db'}"
-        base = database.server_env(database_url, secrets.token_urlsafe(48))
+        base = database.server_env(database.sqlite_url(Path(directory)))
         targets = [
             servers.Target(name, port + offset, servers.serve_command(port + offset, 1), env)
             for offset, name in enumerate(("first", "second"))

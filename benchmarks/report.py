@@ -11,12 +11,11 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from benchmarks.baseline import Revision
 from benchmarks.explain import Explained
 from benchmarks.loadgen import RateResult
 from benchmarks.measure import RATIOS, HalfCapacity, ProbeResult, ScenarioResult, TargetSummary
+from benchmarks.setup.baseline import Revision
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 # The heading of docs/benchmarks.md's section for the latest run of each kind.
 SECTIONS = {"latest": "Latest run", "latest-scales": "Latency against scale"}

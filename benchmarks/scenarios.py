@@ -4,7 +4,7 @@ import json
 import random
 from dataclasses import dataclass
 
-from benchmarks.database import Fixtures
+from benchmarks.setup.database import Fixtures
 from benchmarks.wrk import Request
 from conduit.seed import SEED_PASSWORD
 

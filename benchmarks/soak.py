@@ -28,7 +28,6 @@ The soak passes when all of these hold (the exit status is 1 otherwise):
 See docs/benchmarks.md ("Soak").
 """
 
-import secrets
 import statistics
 import sys
 import time
@@ -38,12 +37,13 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import database, loadgen, measure, scenarios, servers, wrk
+from benchmarks import loadgen, measure, scenarios, wrk
 from benchmarks.loadgen import RateResult
 from benchmarks.measure import KIB_PER_MIB, Load
+from benchmarks.setup import SCRATCH, database, processes, servers
 from conduit.seed import ScaleName
 
-LOGS = Path(__file__).resolve().parent / "results" / "tmp" / "soak"
+LOGS = SCRATCH / "soak"
 MAX_RSS_GROWTH = 0.10
 MAX_P99_DRIFT = 1.5
 # A window served below this share of the target rate had stragglers a twentieth of its length
@@ -99,7 +99,7 @@ class Reading:
 def _read(root: int) -> Reading:
     # /proc/stat's first line: the time all CPUs spent in each state; idle and iowait are 4th, 5th.
     ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return Reading(servers.cpu_seconds(root), sum(ticks) - ticks[3] - ticks[4], sum(ticks))
+    return Reading(processes.cpu_seconds(root), sum(ticks) - ticks[3] - ticks[4], sum(ticks))
 
 
 def _clock(seconds: float) -> str:
@@ -142,7 +142,7 @@ def _soak(
     def record(result: RateResult) -> None:
         number = len(windows)
         label = "warm-up" if number < warmups else str(number - warmups + 1)
-        sizes = {pid: servers.rss_kib(pid) for pid in servers.process_tree(root)}
+        sizes = {pid: processes.rss_kib(pid) for pid in processes.process_tree(root)}
         before, after = readings[-1], _read(root)
         readings.append(after)
         window = Window(
@@ -242,7 +242,7 @@ def _run(
     lengths: list[float],
     warmups: int,
 ) -> Soak:
-    env = database.server_env(url, secrets.token_urlsafe(48))
+    env = database.server_env(url)
     with servers.running([target], env, LOGS) as pids:
         fixtures = database.fixtures(url)
         tokens = measure.tokens(target.base_url, fixtures.reader_emails)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks import report
-from benchmarks.report import RESULTS
+from benchmarks.setup import RESULTS
 
 pytestmark = pytest.mark.one_pass
 

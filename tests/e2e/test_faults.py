@@ -10,12 +10,12 @@ shortened (docs/operations.md, "Faults under load").
 """
 
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from benchmarks import faults
+from benchmarks.setup import postgres
 
 pytestmark = [
     pytest.mark.e2e,
@@ -23,7 +23,7 @@ pytestmark = [
         "TEST_DATABASE_URL" not in os.environ, reason="PostgreSQL's, in the PostgreSQL pass"
     ),
     pytest.mark.skipif(
-        not any(faults.POSTGRES_ROOT.glob("*/bin/initdb")) and shutil.which("initdb") is None,
+        not postgres.installed(),
         reason="needs PostgreSQL's server programs (initdb) for a cluster of its own",
     ),
 ]
@@ -42,12 +42,12 @@ SHAPE = faults.Shape(
 def test_a_restart_of_postgresql_under_load_is_503s_then_service_without_a_lost_write(
     tmp_path: Path,
 ) -> None:
-    with faults.private_cluster() as cluster:
+    with postgres.private_cluster() as cluster:
         url = cluster.create_database("restart")
         result = faults.run(
             faults.Scenario.DB_RESTART,
             SHAPE,
-            faults.stopped(cluster, faults.StopMode.FAST),
+            faults.stopped(cluster, postgres.StopMode.FAST),
             url=url,
             workers=1,
             logs=tmp_path,

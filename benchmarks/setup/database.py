@@ -1,5 +1,6 @@
 """The benchmark database of each scale: created, migrated and seeded by the harness, and reused
-while it still carries the harness's mark (a comment on the database)."""
+while it still carries the harness's mark (a comment on the database); the seeded rows the
+scenarios use; and the environment every server the benchmarks start gets."""
 
 import asyncio
 import os
@@ -8,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import make_url
@@ -20,6 +22,8 @@ from conduit.seed import SEEDED_TABLES
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/conduit_bench_{scale}"
 READERS = 8
 SLUGS = 100
+# Loopback only, for tokens that live as long as a run.
+SECRET = "conduit-benchmark-secret-that-never-leaves-loopback"  # noqa: S105
 
 
 def database_url(scale: str) -> str:
@@ -75,9 +79,36 @@ async def _vacuum(url: str) -> None:
         await engine.dispose()
 
 
-def _conduit(url: str, *arguments: str) -> None:
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run([sys.executable, "-m", "conduit", *arguments], env=env, check=True)
+def _conduit(url: str, *arguments: str, quiet: bool = False) -> None:
+    env = {**_inherited(), "DATABASE_URL": url}
+    command = [sys.executable, "-m", "conduit", *arguments]
+    subprocess.run(command, env=env, check=True, capture_output=quiet)
+
+
+def migrate(url: str, *, quiet: bool = False) -> None:
+    """`conduit migrate` on the database at `url` (`conduit serve` refuses an older schema);
+    with `quiet`, its output is not shown."""
+    _conduit(url, "migrate", quiet=quiet)
+
+
+def recreate(url: str) -> None:
+    """Drop the database `url` names, if it exists, and create it empty."""
+    name = _quoted(make_url(url).database or "")
+    drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    asyncio.run(_admin(url, drop, f"CREATE DATABASE {name}"))
+
+
+def driver_url(url: str | None = None) -> str:
+    """`url`, or DATABASE_URL's, in the form asyncpg connects with."""
+    settings = DatabaseSettings() if url is None else DatabaseSettings(url=url)
+    return settings.sqlalchemy_url.set(drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+
+
+def sqlite_url(directory: Path) -> str:
+    """A new SQLite database in `directory`, which `conduit serve` migrates at its start."""
+    return f"sqlite+aiosqlite:///{directory / 'conduit.db'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,22 +140,20 @@ def prepare(scale: str, seed: int) -> Prepared:
     that holds data."""
     url = database_url(scale)
     mark = f"conduit seed --scale {scale} --seed {seed}"
-    name = _quoted(make_url(url).database or "")
     exists, current = asyncio.run(_marker(url))
     if current == mark:
-        _conduit(url, "migrate")
+        migrate(url)
         return Prepared(url, reused=True, seed_seconds=None, counts=asyncio.run(_counts(url)))
-    if current is not None:
-        asyncio.run(_admin(url, f"DROP DATABASE {name} WITH (FORCE)"))
     if current is not None or not exists:
-        asyncio.run(_admin(url, f"CREATE DATABASE {name}"))
-    _conduit(url, "migrate")
+        recreate(url)
+    migrate(url)
     started = time.monotonic()
     _conduit(url, "seed", "--scale", scale, "--seed", str(seed))
     seconds = time.monotonic() - started
     # A live database is vacuumed by autovacuum; without the visibility map a fresh bulk load
     # has, index-only scans would visit the heap and the plans would not be the steady state's.
     asyncio.run(_vacuum(url))
+    name = _quoted(make_url(url).database or "")
     asyncio.run(_admin(url, f"COMMENT ON DATABASE {name} IS '{mark}'"))
     return Prepared(url, reused=False, seed_seconds=seconds, counts=asyncio.run(_counts(url)))
 
@@ -241,11 +270,16 @@ _UNREACHED_QUOTAS = {
 _STORE_VARIABLES = ("REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN")
 
 
-def server_env(url: str, secret: str) -> Mapping[str, str]:
-    """The environment every server gets; the shared store is chosen per target (`--redis`)."""
-    env = {
+def _inherited() -> dict[str, str]:
+    """This process's environment without Conduit's settings, its shared store and its job
+    queue: a Conduit process the benchmarks start gets only the settings they give it."""
+    return {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("CONDUIT_") and key not in _STORE_VARIABLES
+        if not key.startswith(("CONDUIT_", "QSTASH_")) and key not in _STORE_VARIABLES
     }
-    return {**env, **_UNREACHED_QUOTAS, "DATABASE_URL": url, "CONDUIT_SECRET_KEY": secret}
+
+
+def server_env(url: str) -> Mapping[str, str]:
+    """The environment every server gets; the shared store is chosen per target (`--redis`)."""
+    return {**_inherited(), **_UNREACHED_QUOTAS, "DATABASE_URL": url, "CONDUIT_SECRET_KEY": SECRET}
