@@ -4,7 +4,7 @@ a lock is cancelled after the statement timeout (PostgreSQL's `statement_timeout
 busy timeout), and a request that finds every pooled connection busy gives up after the pool
 timeout, on the read path and the write path.
 
-The same faults under load, and a restart of PostgreSQL, are measured by `benchmarks/faults.py`
+The same faults under load, and a restart of PostgreSQL, are measured by `benchmarks.faults`
 (docs/operations.md, "Faults under load")."""
 
 import contextlib

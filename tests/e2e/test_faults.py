@@ -5,7 +5,7 @@ again. While the database is down every request is answered 503 in the API's err
 traceback; once it is back every request succeeds, and every write that was acknowledged is
 there.
 
-The load, the cluster and the counting are `benchmarks/faults.py`'s `db-restart` scenario,
+The load, the cluster and the counting are `benchmarks.faults`'s `db-restart` scenario,
 shortened (docs/operations.md, "Faults under load").
 """
 
@@ -14,7 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from benchmarks import faults
+from benchmarks.faults.load import Shape
+from benchmarks.faults.run import run
+from benchmarks.faults.scenarios import Scenario, stopped
 from benchmarks.setup import postgres
 
 pytestmark = [
@@ -28,7 +30,7 @@ pytestmark = [
     ),
 ]
 
-SHAPE = faults.Shape(
+SHAPE = Shape(
     "PostgreSQL stopped (-m fast), down 1.5 s, started",
     readers=4,
     writers=1,
@@ -44,10 +46,10 @@ def test_a_restart_of_postgresql_under_load_is_503s_then_service_without_a_lost_
 ) -> None:
     with postgres.private_cluster() as cluster:
         url = cluster.create_database("restart")
-        result = faults.run(
-            faults.Scenario.DB_RESTART,
+        result = run(
+            Scenario.DB_RESTART,
             SHAPE,
-            faults.stopped(cluster, postgres.StopMode.FAST),
+            stopped(cluster, postgres.StopMode.FAST),
             url=url,
             workers=1,
             logs=tmp_path,
