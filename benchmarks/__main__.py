@@ -19,8 +19,9 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import measure, publish, report, scenarios, wrk
+from benchmarks import measure, publish, report, scenarios
 from benchmarks.explain import explain
+from benchmarks.load import wrk
 from benchmarks.measure import HalfCapacity, Load, ProbeResult, ScenarioResult
 from benchmarks.scenarios import Scenario
 from benchmarks.setup import SCRATCH, baseline, database, servers

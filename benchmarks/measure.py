@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import redis
 
-from benchmarks import loadgen, wrk
-from benchmarks.loadgen import RateResult
+from benchmarks.load import loadgen, wrk
+from benchmarks.load.loadgen import RateResult
+from benchmarks.load.wrk import Request
 from benchmarks.scenarios import Scenario, login
 from benchmarks.setup.processes import RssSampler, cpu_seconds
 from benchmarks.setup.servers import Target
-from benchmarks.wrk import Request
 
 KIB_PER_MIB = 1024
 # Logins queue argon2 work that outlives the wrk run that sent them; measurements at a fixed
@@ -354,8 +354,13 @@ def probe_under_logins(
 ) -> ProbeResult:
     time.sleep(SETTLE_SECONDS)
     alone = loadgen.run_at_rate(conduit.base_url, probe, rate=rate, seconds=seconds)
-    command = ["wrk", "-t1", f"-c{login_connections}", f"-d{seconds + 2}s", "--timeout=10s"]
-    command += ["-s", str(wrk.SCRIPT), conduit.base_url, "--", str(logins_file)]
+    command = wrk.command(
+        conduit.base_url,
+        logins_file,
+        seconds=seconds + 2,
+        connections=login_connections,
+        threads=1,
+    )
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as logins:
         time.sleep(1)
         during = loadgen.run_at_rate(conduit.base_url, probe, rate=rate, seconds=seconds)

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from benchmarks.explain import Explained
-from benchmarks.loadgen import RateResult
+from benchmarks.load.loadgen import RateResult
 from benchmarks.measure import RATIOS, HalfCapacity, ProbeResult, ScenarioResult, TargetSummary
 from benchmarks.setup.baseline import Revision
 

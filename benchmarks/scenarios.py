@@ -4,8 +4,8 @@ import json
 import random
 from dataclasses import dataclass
 
+from benchmarks.load.wrk import Request
 from benchmarks.setup.database import Fixtures
-from benchmarks.wrk import Request
 from conduit.seed import SEED_PASSWORD
 
 LIST = "/api/articles?limit=20"

@@ -1,14 +1,14 @@
 """Soak: the mixed workload at a fixed share of Conduit's capacity for minutes on end, and whether
 it stays healthy.
 
-One `conduit serve` on the harness's seeded PostgreSQL database (benchmarks.database), set up
-as `./dev bench` sets up its Conduit target. First its capacity: the mixed workload's req/s
-under wrk's closed loop (one trial, after a warm-up). Then the same requests open-loop
-(benchmarks.loadgen) at `--load` times that rate, without a pause: a warm-up, then `--minutes`
-in windows of `--window` seconds. Each window is reported with its requests, answers a second,
-errors, latency from the scheduled start, the resident memory of the server's process tree at
-its end, the server's CPU per request and how busy the machine was. The mixed workload's writes
-are undone afterwards.
+One `conduit serve` on the harness's seeded PostgreSQL database (benchmarks.setup.database),
+set up as `./dev bench` sets up its Conduit target. First its capacity: the mixed workload's
+req/s under wrk's closed loop (one trial, after a warm-up). Then the same requests open-loop
+(benchmarks.load.loadgen) at `--load` times that rate, without a pause: a warm-up, then
+`--minutes` in windows of `--window` seconds. Each window is reported with its requests, answers
+a second, errors, latency from the scheduled start, the resident memory of the server's process
+tree at its end, the server's CPU per request and how busy the machine was. The mixed workload's
+writes are undone afterwards.
 
 The soak passes when all of these hold (the exit status is 1 otherwise):
 - errors: none, warm-up included: every response 2xx (the workload expects no other status), no
@@ -37,8 +37,9 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import loadgen, measure, scenarios, wrk
-from benchmarks.loadgen import RateResult
+from benchmarks import measure, scenarios
+from benchmarks.load import loadgen, wrk
+from benchmarks.load.loadgen import RateResult
 from benchmarks.measure import KIB_PER_MIB, Load
 from benchmarks.setup import SCRATCH, database, processes, servers
 from conduit.seed import ScaleName

@@ -1,4 +1,4 @@
-"""wrk, driven by lua/requests.lua over a file of requests."""
+"""wrk, driven by requests.lua over a file of requests."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SCRIPT = Path(__file__).parent / "lua" / "requests.lua"
+SCRIPT = Path(__file__).parent / "requests.lua"
 INSTALL = "apt-get install -y wrk"
 TIMEOUT_SECONDS = 10
 
@@ -76,6 +76,15 @@ def version() -> str:
     return (result.stdout or result.stderr).splitlines()[0].split(" [")[0]
 
 
+def command(
+    base_url: str, requests_file: Path, *, seconds: int, connections: int, threads: int
+) -> list[str]:
+    """wrk sending the requests of `requests_file` in turn, on `connections` connections, for
+    `seconds`; it prints its summary as one JSON line at the end (`parse`)."""
+    options = [f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT_SECONDS}s"]
+    return ["wrk", *options, "-s", str(SCRIPT), base_url, "--", str(requests_file)]
+
+
 def run(
     base_url: str,
     requests_file: Path,
@@ -84,13 +93,12 @@ def run(
     connections: int,
     threads: int,
 ) -> WrkResult:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
-    command += [f"--timeout={TIMEOUT_SECONDS}s", "-s", str(SCRIPT), base_url, "--"]
-    completed = subprocess.run(
-        [*command, str(requests_file)], capture_output=True, text=True, check=False
+    wrk = command(
+        base_url, requests_file, seconds=seconds, connections=connections, threads=threads
     )
+    completed = subprocess.run(wrk, capture_output=True, text=True, check=False)
     if completed.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stdout}{completed.stderr}")
+        raise SystemExit(f"{' '.join(wrk)} failed:\n{completed.stdout}{completed.stderr}")
     return parse(completed.stdout)
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from benchmarks.wrk import Request
+from benchmarks.load.wrk import Request
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 
