@@ -37,10 +37,10 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import measure, scenarios
+from benchmarks.harness import scenarios, trials
+from benchmarks.harness.trials import KIB_PER_MIB, Load
 from benchmarks.load import loadgen, wrk
 from benchmarks.load.loadgen import RateResult
-from benchmarks.measure import KIB_PER_MIB, Load
 from benchmarks.setup import SCRATCH, database, processes, servers
 from conduit.seed import ScaleName
 
@@ -83,7 +83,7 @@ def _capacity(
     mixed: scenarios.Scenario, target: servers.Target, pids: dict[str, int], load: Load
 ) -> float:
     requests_file = LOGS / "mixed.tsv"
-    summary = measure.scenario(mixed, {target.name: target}, pids, requests_file, load)
+    summary = trials.scenario(mixed, {target.name: target}, pids, requests_file, load)
     result = summary.targets[target.name]
     if result.errors:
         print(f"warning: {result.errors} errors while measuring capacity", file=sys.stderr)
@@ -246,7 +246,7 @@ def _run(
     env = database.server_env(url)
     with servers.running([target], env, LOGS) as pids:
         fixtures = database.fixtures(url)
-        tokens = measure.tokens(target.base_url, fixtures.reader_emails)
+        tokens = scenarios.tokens(target.base_url, fixtures.reader_emails)
         built = scenarios.build(fixtures, tokens, (target.name,))
         mixed = next(scenario for scenario in built if scenario.name == "mixed")
         try:
@@ -254,7 +254,7 @@ def _run(
             capacity = _capacity(mixed, target, pids, capacity_load)
             print(f"capacity measured in {time.monotonic() - started:.0f} s", flush=True)
             # The writes wrk sent last may still be running.
-            time.sleep(measure.SETTLE_SECONDS)
+            time.sleep(trials.SETTLE_SECONDS)
             rate = share * capacity
             print(f"soak at {rate:.0f} req/s ({share:.0%} of {capacity:.0f})", flush=True)
             started = time.monotonic()
@@ -268,7 +268,7 @@ def _run(
             )
             print(f"soak ran {time.monotonic() - started:.0f} s", flush=True)
         finally:
-            time.sleep(measure.SETTLE_SECONDS)
+            time.sleep(trials.SETTLE_SECONDS)
             database.restore(url, fixtures)
     return Soak(capacity, rate, windows)
 

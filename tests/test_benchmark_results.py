@@ -1,18 +1,19 @@
 """Every benchmark table and the chart beside it come from the same recorded run: the markdown
-summaries and docs/benchmarks.md's generated sections are what `benchmarks.report` writes from
-the results files now, and each chart names, by digest, the results file it was drawn from.
-Nothing is measured here; matplotlib (the bench group) is not needed to check a chart."""
+summaries and docs/benchmarks.md's generated sections are what `benchmarks.harness.report`
+writes from the results files now, and each chart names, by digest, the results file it was
+drawn from. Nothing is measured here; matplotlib (the bench group) is not needed to check a
+chart."""
 
 import struct
 from pathlib import Path
 
 import pytest
-from benchmarks import report
+from benchmarks.harness import report
 from benchmarks.setup import RESULTS
 
 pytestmark = pytest.mark.one_pass
 
-REGENERATE = ".tools/bin/uv run --group bench python -m benchmarks.publish"
+REGENERATE = ".tools/bin/uv run --group bench python -m benchmarks.harness.publish"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESULTS_FILES = sorted(RESULTS.glob("*.json"))
 

@@ -3,7 +3,7 @@ its markdown summary, its chart and, for the latest run of each kind, the sectio
 docs/benchmarks.md that shows them, so that a table and the chart beside it always come from
 the same run. `./dev bench` saves each run through it;
 
-    .tools/bin/uv run --group bench python -m benchmarks.publish
+    .tools/bin/uv run --group bench python -m benchmarks.harness.publish
 
 draws again from every results file in benchmarks/results/ (after a change to the report or
 the chart), without measuring anything."""
@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import chart, report
+from benchmarks.harness import chart, report
 from benchmarks.setup import RESULTS
 
 

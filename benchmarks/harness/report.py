@@ -1,6 +1,6 @@
 """The results of a run, as recorded (`Run`, its JSON), and what is written from them: the
 markdown summary and the section of docs/benchmarks.md that shows the latest run of each kind
-(the chart is `benchmarks.chart`'s; `benchmarks.publish` writes them all)."""
+(the chart is `chart`'s; `publish` writes them all)."""
 
 import hashlib
 import json
@@ -11,12 +11,13 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from benchmarks.explain import Explained
+from benchmarks.harness.explain import Explained
+from benchmarks.harness.fixed_rate import HalfCapacity, ProbeResult
+from benchmarks.harness.trials import RATIOS, ScenarioResult, TargetSummary
 from benchmarks.load.loadgen import RateResult
-from benchmarks.measure import RATIOS, HalfCapacity, ProbeResult, ScenarioResult, TargetSummary
 from benchmarks.setup.baseline import Revision
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 # The heading of docs/benchmarks.md's section for the latest run of each kind.
 SECTIONS = {"latest": "Latest run", "latest-scales": "Latency against scale"}
 DEGRADATION_LIMIT = 2.0

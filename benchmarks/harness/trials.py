@@ -4,26 +4,23 @@ Conduit/uncached) is the median of the ratios of the trials run side by side."""
 
 import math
 import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import redis
 
-from benchmarks.load import loadgen, wrk
-from benchmarks.load.loadgen import RateResult
-from benchmarks.load.wrk import Request
-from benchmarks.scenarios import Scenario, login
+from benchmarks.harness import redis_counters
+from benchmarks.harness.redis_counters import RedisCounts
+from benchmarks.harness.scenarios import Scenario
+from benchmarks.load import wrk
 from benchmarks.setup.processes import RssSampler, cpu_seconds
 from benchmarks.setup.servers import Target
 
 KIB_PER_MIB = 1024
-# Logins queue argon2 work that outlives the wrk run that sent them; measurements at a fixed
-# rate start only after it has drained.
+# What wrk sent last may still be running when it returns (argon2 work the logins queued, the
+# mixed workload's last writes): what comes next waits this long.
 SETTLE_SECONDS = 5
 RATIOS = (
     ("conduit", "floor"),
@@ -34,12 +31,6 @@ RATIOS = (
     ("quiet", "floor"),
     ("conduit", "quiet"),
 )
-# The reply to the INFO that opens a trial's count is written after Redis read its counters,
-# so the closing INFO counts it; its own reply comes after its reading.
-HARNESS_WRITES = 1
-# A cached read looks its entry up (MGET) once; a target that sent fewer lookups than this per
-# request served does not cache, and what was counted came from another client of that Redis.
-MIN_LOOKUPS_PER_REQUEST = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +40,6 @@ class Load:
     trials: int
     connections: int
     threads: int
-
-
-@dataclass(frozen=True, slots=True)
-class RedisCounts:
-    """Redis's counters, server-wide: every client of that Redis counts in them."""
-
-    # INFO stats `total_writes_processed`: reply writes to clients, one per round trip (the
-    # replies to commands that arrived together go out in one write).
-    writes: int
-    # INFO commandstats, the calls of: EVALSHA and EVAL (rate limiting; the commands a script
-    # runs count under their own names), SET, SETEX and PSETEX (cache entries written), MGET
-    # (cache lookups).
-    scripts: int
-    sets: int
-    mgets: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,21 +97,6 @@ class ScenarioResult:
     ratios: dict[str, Ratio]
 
 
-def tokens(base_url: str, emails: Sequence[str]) -> dict[str, str]:
-    """A fresh RealWorld token for each email, from Conduit's own login."""
-    issued = {}
-    for email in emails:
-        request = login(email)
-        response = httpx.post(
-            base_url + request.path,
-            content=request.body,
-            headers={"Content-Type": "application/json"},
-        )
-        response.raise_for_status()
-        issued[email] = response.json()["user"]["token"]
-    return issued
-
-
 def verify_same_json(scenario: Scenario, targets: Mapping[str, Target]) -> None:
     """Before any timing: every distinct request gets equal parsed JSON from every target."""
     first, *others = scenario.targets
@@ -157,48 +118,6 @@ def verify_same_json(scenario: Scenario, targets: Mapping[str, Target]) -> None:
                 )
 
 
-def _calls(stats: Mapping[str, object], *commands: str) -> int:
-    calls = 0
-    for command in commands:
-        entry = stats.get(f"cmdstat_{command}")
-        if isinstance(entry, dict):
-            calls += int(entry["calls"])
-    return calls
-
-
-def _redis_counts(client: redis.Redis) -> RedisCounts:
-    """One INFO for both sections: one reply, whose write the next reading counts."""
-    stats = client.info("stats", "commandstats")
-    return RedisCounts(
-        writes=int(stats["total_writes_processed"]),
-        scripts=_calls(stats, "evalsha", "eval"),
-        sets=_calls(stats, "set", "setex", "psetex"),
-        mgets=_calls(stats, "mget"),
-    )
-
-
-def _since(client: redis.Redis, before: RedisCounts) -> RedisCounts:
-    """What Redis did since `before` was read, less its reply to that reading."""
-    after = _redis_counts(client)
-    return RedisCounts(
-        writes=after.writes - before.writes - HARNESS_WRITES,
-        scripts=after.scripts - before.scripts,
-        sets=after.sets - before.sets,
-        mgets=after.mgets - before.mgets,
-    )
-
-
-def _per_request(count: int, requests: int) -> float | None:
-    return count / requests if requests else None
-
-
-def _hit_rate(counts: RedisCounts, requests: int) -> float | None:
-    """Approximate: a lookup whose entry was missing is followed by one SET that rebuilds it."""
-    if not counts.mgets or counts.mgets < MIN_LOOKUPS_PER_REQUEST * requests:
-        return None
-    return 1 - counts.sets / counts.mgets
-
-
 def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
     redis_url = target.env.get("REDIS_URL")
     if redis_url is None:
@@ -211,7 +130,7 @@ def _trial(target: Target, pid: int, requests_file: Path, load: Load) -> Trial:
 def _measured(
     target: Target, pid: int, requests_file: Path, load: Load, client: redis.Redis | None
 ) -> Trial:
-    redis_before = None if client is None else _redis_counts(client)
+    redis_before = None if client is None else redis_counters.read(client)
     cpu_before = cpu_seconds(pid)
     with RssSampler(pid) as rss:
         result = wrk.run(
@@ -222,7 +141,11 @@ def _measured(
             threads=load.threads,
         )
     cpu = cpu_seconds(pid) - cpu_before
-    counts = None if client is None or redis_before is None else _since(client, redis_before)
+    counts = (
+        None
+        if client is None or redis_before is None
+        else redis_counters.since(client, redis_before)
+    )
     return Trial(
         rps=result.rps,
         p50_ms=result.p50_ms,
@@ -236,12 +159,12 @@ def _measured(
         peak_process_rss_mib=rss.peak_process_kib / KIB_PER_MIB,
         processes=rss.processes,
         redis_round_trips_per_request=(
-            None if counts is None else _per_request(counts.writes, result.requests)
+            None if counts is None else redis_counters.per_request(counts.writes, result.requests)
         ),
         redis_scripts_per_request=(
-            None if counts is None else _per_request(counts.scripts, result.requests)
+            None if counts is None else redis_counters.per_request(counts.scripts, result.requests)
         ),
-        cache_hit_rate=None if counts is None else _hit_rate(counts, result.requests),
+        cache_hit_rate=None if counts is None else redis_counters.hit_rate(counts, result.requests),
         redis_counts=counts,
     )
 
@@ -329,61 +252,3 @@ def scenario(
         targets={name: _summary(runs) for name, runs in trials.items()},
         ratios=_ratios(trials),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """GET /api/articles/{slug} latency at a low, fixed rate: alone, then while logins run."""
-
-    rate: float
-    alone: RateResult
-    with_logins: RateResult
-    login_rps: float
-    login_errors: int
-    login_connections: int
-
-
-def probe_under_logins(
-    conduit: Target,
-    probe: Sequence[Request],
-    logins_file: Path,
-    *,
-    rate: float,
-    seconds: int,
-    login_connections: int,
-) -> ProbeResult:
-    time.sleep(SETTLE_SECONDS)
-    alone = loadgen.run_at_rate(conduit.base_url, probe, rate=rate, seconds=seconds)
-    command = wrk.command(
-        conduit.base_url,
-        logins_file,
-        seconds=seconds + 2,
-        connections=login_connections,
-        threads=1,
-    )
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as logins:
-        time.sleep(1)
-        during = loadgen.run_at_rate(conduit.base_url, probe, rate=rate, seconds=seconds)
-        output, _ = logins.communicate()
-    summary = wrk.parse(output)
-    return ProbeResult(rate, alone, during, summary.rps, summary.errors, login_connections)
-
-
-@dataclass(frozen=True, slots=True)
-class HalfCapacity:
-    max_rps: float
-    result: RateResult
-
-
-def half_capacity(
-    target: Target, requests: Sequence[Request], *, max_rps: float, seconds: float
-) -> HalfCapacity:
-    time.sleep(SETTLE_SECONDS)
-    result = loadgen.run_at_rate(target.base_url, requests, rate=max_rps / 2, seconds=seconds)
-    if result.achieved_rps < 0.95 * result.target_rps:
-        print(
-            f"  warning: the generator reached {result.achieved_rps:.0f} of {result.target_rps:.0f}"
-            " requests/s",
-            file=sys.stderr,
-        )
-    return HalfCapacity(max_rps, result)

@@ -2,7 +2,10 @@
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import httpx
 
 from benchmarks.load.wrk import Request
 from benchmarks.setup.database import Fixtures
@@ -24,6 +27,21 @@ class Scenario:
 def login(email: str) -> Request:
     body = {"user": {"email": email, "password": SEED_PASSWORD}}
     return Request("POST", "/api/users/login", body=json.dumps(body))
+
+
+def tokens(base_url: str, emails: Sequence[str]) -> dict[str, str]:
+    """A fresh RealWorld token for each email, from Conduit's own login."""
+    issued = {}
+    for email in emails:
+        request = login(email)
+        response = httpx.post(
+            base_url + request.path,
+            content=request.body,
+            headers={"Content-Type": "application/json"},
+        )
+        response.raise_for_status()
+        issued[email] = response.json()["user"]["token"]
+    return issued
 
 
 def _mixed(seeded: Fixtures, tokens: dict[str, str]) -> list[Request]:

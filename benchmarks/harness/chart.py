@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib as mpl
 
-from benchmarks import report
+from benchmarks.harness import report
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
