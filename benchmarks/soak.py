@@ -236,16 +236,16 @@ class Soak:
 
 def _run(
     target: servers.Target,
-    url: str,
+    prepared: database.Prepared,
     *,
     capacity_load: Load,
     share: float,
     lengths: list[float],
     warmups: int,
 ) -> Soak:
-    env = database.server_env(url)
+    env = database.server_env(prepared.url)
     with servers.running([target], env, LOGS) as pids:
-        fixtures = database.fixtures(url)
+        fixtures = database.fixtures(prepared)
         tokens = scenarios.tokens(target.base_url, fixtures.reader_emails)
         built = scenarios.build(fixtures, tokens, (target.name,))
         mixed = next(scenario for scenario in built if scenario.name == "mixed")
@@ -269,7 +269,7 @@ def _run(
             print(f"soak ran {time.monotonic() - started:.0f} s", flush=True)
         finally:
             time.sleep(trials.SETTLE_SECONDS)
-            database.restore(url, fixtures)
+            database.restore(prepared.url, fixtures)
     return Soak(capacity, rate, windows)
 
 
@@ -313,7 +313,7 @@ def main(
     try:
         soak = _run(
             target,
-            prepared.url,
+            prepared,
             capacity_load=Load(capacity_seconds, 2, 1, connections, 1),
             share=load,
             lengths=[warmup] * warmups + [window] * count,

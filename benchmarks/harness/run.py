@@ -194,7 +194,7 @@ def _run_scale(
     targets = setup.targets()
     env = database.server_env(prepared.url)
     with servers.running(list(targets.values()), env, SCRATCH) as pids:
-        fixtures = database.fixtures(prepared.url)
+        fixtures = database.fixtures(prepared)
         tokens = scenarios.tokens(targets["conduit"].base_url, fixtures.reader_emails)
         built = scenarios.build(fixtures, tokens, setup.conduits)
         chosen = [s for s in built if s.name in names]

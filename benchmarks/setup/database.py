@@ -17,11 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from conduit.config import DatabaseSettings
 from conduit.models import Base
-from conduit.seed import SEEDED_TABLES
+from conduit.seed import SEEDED_TABLES, ScaleName
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/conduit_bench_{scale}"
 READERS = 8
+# The slugs the article and comments scenarios rotate through: spread over the dataset, or at
+# `tiny`, whose point is what a request costs whatever the data, a handful.
 SLUGS = 100
+TINY_SLUGS = 8
 # Loopback only, for tokens that live as long as a run.
 SECRET = "conduit-benchmark-secret-that-never-leaves-loopback"  # noqa: S105
 
@@ -113,6 +116,7 @@ def sqlite_url(directory: Path) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
+    scale: str
     url: str
     reused: bool
     seed_seconds: float | None
@@ -143,7 +147,8 @@ def prepare(scale: str, seed: int) -> Prepared:
     exists, current = asyncio.run(_marker(url))
     if current == mark:
         migrate(url)
-        return Prepared(url, reused=True, seed_seconds=None, counts=asyncio.run(_counts(url)))
+        counts = asyncio.run(_counts(url))
+        return Prepared(scale, url, reused=True, seed_seconds=None, counts=counts)
     if current is not None or not exists:
         recreate(url)
     migrate(url)
@@ -155,7 +160,8 @@ def prepare(scale: str, seed: int) -> Prepared:
     asyncio.run(_vacuum(url))
     name = _quoted(make_url(url).database or "")
     asyncio.run(_admin(url, f"COMMENT ON DATABASE {name} IS '{mark}'"))
-    return Prepared(url, reused=False, seed_seconds=seconds, counts=asyncio.run(_counts(url)))
+    counts = asyncio.run(_counts(url))
+    return Prepared(scale, url, reused=False, seed_seconds=seconds, counts=counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,13 +196,13 @@ _UNFAVORITED = """
 """
 
 
-async def _fixtures(url: str) -> Fixtures:
+async def _fixtures(url: str, slug_count: int) -> Fixtures:
     engine = _engine(url)
     try:
         async with engine.connect() as connection:
             readers = list(await connection.scalars(text(_READERS), {"readers": READERS}))
-            slugs = list(await connection.scalars(text(_SLUGS), {"slugs": SLUGS}))
-            commented = list(await connection.scalars(text(_COMMENTED), {"slugs": SLUGS}))
+            slugs = list(await connection.scalars(text(_SLUGS), {"slugs": slug_count}))
+            commented = list(await connection.scalars(text(_COMMENTED), {"slugs": slug_count}))
             unfavorited = await connection.execute(
                 text(_UNFAVORITED).bindparams(bindparam("emails", expanding=True)),
                 {"emails": readers},
@@ -209,8 +215,10 @@ async def _fixtures(url: str) -> Fixtures:
     return Fixtures(readers, slugs, commented, pairs, int(max_article), int(max_comment))
 
 
-def fixtures(url: str) -> Fixtures:
-    return asyncio.run(_fixtures(url))
+def fixtures(prepared: Prepared) -> Fixtures:
+    """The seeded rows the scenarios use."""
+    slug_count = TINY_SLUGS if prepared.scale == ScaleName.TINY else SLUGS
+    return asyncio.run(_fixtures(prepared.url, slug_count))
 
 
 async def _restore(url: str, seeded: Fixtures) -> None:

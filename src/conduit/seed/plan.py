@@ -19,6 +19,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ScaleName(StrEnum):
+    TINY = "tiny"
     SMALL = "small"
     MEDIUM = "medium"
     LARGE = "large"
@@ -45,6 +46,8 @@ class Scale:
 
 
 SCALES = {
+    # A handful of tags and a page's worth of articles: what a request costs whatever the data.
+    ScaleName.TINY: Scale(users=20, articles=20, favorites=100, follows=200, comments=160, tags=10),
     ScaleName.SMALL: Scale(
         users=500, articles=1_000, favorites=12_000, follows=5_000, comments=4_000, tags=300
     ),
