@@ -8,7 +8,7 @@ import pytest
 from benchmarks.profile import spy
 from benchmarks.profile.layers import OTHER, Layers
 
-from conduit import middleware
+from conduit import edge
 
 pytestmark = pytest.mark.one_pass
 
@@ -26,7 +26,7 @@ def _layer(raw: str) -> str:
 def test_a_sample_is_the_layer_of_its_innermost_frame_in_one() -> None:
     raw = (
         f"Runner.run ({STDLIB}/asyncio/runners.py:118);"
-        f"RequestContext.__call__ (/repo/src/conduit/middleware.py:79);"
+        f"Edge.__call__ (/repo/src/conduit/edge.py:79);"
         f"BaseModel.model_dump_json ({SITE}/pydantic/main.py:40);"
         f"dumps ({STDLIB}/json/__init__.py:231) 7"
     )
@@ -68,5 +68,5 @@ def test_parse_reads_stacks_and_counts() -> None:
 
 
 def test_this_interpreter_names_conduit_and_the_standard_library_by_module() -> None:
-    assert LAYERS.module(middleware.__file__) == "conduit.middleware"
+    assert LAYERS.module(edge.__file__) == "conduit.edge"
     assert LAYERS.module(asyncio.runners.__file__) == "asyncio.runners"

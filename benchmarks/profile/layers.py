@@ -3,7 +3,7 @@ a profiler's sample belongs to.
 
 A sample is a stack of frames, outermost first. It belongs to the layer of its innermost frame
 whose module is in a layer: a frame of `json` or `contextlib` called by pydantic counts as the
-framework's, the pydantic code called by Conduit's middleware as the framework's too, and a
+framework's, the pydantic code called by Conduit's edge as the framework's too, and a
 sample none of whose frames is in a layer is "other". A module is in the layer whose prefix
 matches it the longest (`conduit.cache.core` is the cache's, not Conduit's other modules').
 """
@@ -18,10 +18,15 @@ from pathlib import Path
 LAYERS: dict[str, tuple[str, ...]] = {
     "HTTP server": ("uvicorn", "httptools", "uvloop", "h11", "conduit.server"),
     "framework": ("starlette", "fastapi", "pydantic", "pydantic_core"),
-    "Conduit's edge": ("conduit.middleware", "conduit.main", "conduit.edge", "conduit.fast_path"),
+    "Conduit's edge": (
+        "conduit.edge",
+        "conduit.fast_reads",
+        "conduit.request_state",
+        "conduit.main",
+    ),
     "cache": ("conduit.cache",),
     "rate limiting": ("conduit.ratelimit", "upstash_ratelimit"),
-    "Redis client": ("redis", "hiredis", "upstash_redis", "conduit.kv"),
+    "Redis client": ("redis", "hiredis", "upstash_redis", "conduit.kv", "conduit.redis_connection"),
     "database": ("asyncpg", "sqlalchemy", "conduit.database"),
     "logging": ("structlog", "orjson", "logging", "conduit.logs"),
     "metrics": ("prometheus_client", "conduit.metrics"),

@@ -347,7 +347,8 @@ def seed(
     scale: Annotated[
         seeding.ScaleName,
         typer.Option(
-            help="Small: 1k articles. Medium: 10k. Large: 100k articles and 1.2M favorites."
+            help="Tiny: 20 articles. Small: 1k. Medium: 10k. Large: 100k articles and 1.2M"
+            " favorites."
         ),
     ] = seeding.ScaleName.SMALL,
     random_seed: Annotated[
