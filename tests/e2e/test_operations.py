@@ -110,6 +110,7 @@ def test_every_line_is_json_and_each_request_one_access_line_without_secrets(
         "route": "/api/users",
         "status": 201,
         "user_id": None,
+        "rate_limits": ["sign-in", "anonymous"],
         "request_id": "registration-1",
         "duration_ms": 0,
         "time": "",
