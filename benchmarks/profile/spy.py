@@ -43,12 +43,12 @@ def start(pid: int, *, seconds: int, rate: int, output: Path, native: bool) -> S
     thread that is busy (its idle waits are not samples). py-spy pauses the process for each
     sample: read without pausing (`--nonblocking`), a tenth to a fifth of the samples of a
     server at 6,000 req/s came out torn and were dropped, where pausing, 200 times a second,
-    moved its CPU per request by less than the noise. With `native`, compiled code's frames too,
-    and only the thread that holds the GIL: py-spy then took a thread waiting on a lock (anyio's
-    idle worker) for a busy one, two fifths of the samples."""
+    moved its CPU per request by less than the noise. Only the thread that holds the GIL: py-spy
+    takes a thread waiting on a lock (an idle worker of the default executor) for a busy one, a
+    fifth of the samples, two fifths with compiled code's frames too (`native`)."""
     command = [_py_spy(), "record", "--pid", str(pid), "--duration", str(seconds)]
     command += ["--rate", str(rate), "--format", "raw", "--full-filenames"]
-    command += ["--output", str(output), *(["--native", "--gil"] if native else [])]
+    command += ["--output", str(output), "--gil", *(["--native"] if native else [])]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
