@@ -18,7 +18,9 @@ socket after the workers stopped accepting. Here:
 `DrainingHttpToolsProtocol` also bounds what a request's head (its request line and headers)
 may cost, which uvicorn's httptools protocol does not (docs/operations.md, "Request heads"):
 it must arrive within `CONDUIT_HTTP_HEADER_TIMEOUT_SECONDS` of the connection opening or of its
-first bytes, and stay within `CONDUIT_HTTP_MAX_HEADER_BYTES`, counted as it arrives.
+first bytes, and stay within `CONDUIT_HTTP_MAX_HEADER_BYTES`, counted as it arrives. And it
+sends what a connection's responses write in one turn of the event loop together
+(`CoalescingTransport`).
 """
 
 import asyncio
@@ -66,6 +68,66 @@ class Config(uvicorn.Config):
         self.max_header_bytes = max_header_bytes
 
 
+class CoalescingTransport(asyncio.Transport):
+    """A connection's transport whose writes of one turn of the event loop leave in one system
+    call: uvicorn writes a response's head as soon as the app starts it and its body when the
+    app sends it, two sends where one does. On this machine the second send was a tenth of a
+    cached read's CPU (docs/benchmarks.md, issue 22)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+
 class _Draining:
     """Whether this process is shutting down: connections made from then on drain at once."""
 
@@ -93,7 +155,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         self.refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))
         self.deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
         if _Draining.on:
             self.shutdown()
