@@ -15,7 +15,7 @@ from conduit.tasks import SCHEDULES, TASKS
 class Clients:
     database: database.Database
     store: kv.Store
-    cache: cache.Cache | cache.Uncached
+    cache: cache.Cache
     jobs: jobs.Jobs
 
 

@@ -62,7 +62,7 @@ async def restored(caplog: pytest.LogCaptureFixture) -> AsyncIterator[anyio.Even
     logger.removeHandler(handler)
 
 
-def _on(app: FastAPI, settings: Settings, store: kv.Store) -> cache.Cache | cache.Uncached:
+def _on(app: FastAPI, settings: Settings, store: kv.Store) -> cache.Cache:
     """A cache, and the rate limiter whose round trips carry its lookups, on `store`: what a
     process configured with that Redis has."""
     app.state.rate_limiter = RateLimiter(

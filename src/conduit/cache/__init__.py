@@ -13,6 +13,7 @@ from conduit.cache.core import (
     CachedRead,
     Entry,
     Uncached,
+    VersionedCache,
     connect,
     create,
     document_of,
@@ -22,12 +23,12 @@ from conduit.cache.http import NOT_MODIFIED, respond
 from conduit.cache.versions import changed
 
 
-async def cache_of(request: Request) -> Cache | Uncached:
-    cache: Cache | Uncached = request.app.state.cache
+async def cache_of(request: Request) -> Cache:
+    cache: Cache = request.app.state.cache
     return cache
 
 
-Cached = Annotated[Cache | Uncached, Depends(cache_of)]
+Cached = Annotated[Cache, Depends(cache_of)]
 
 __all__ = [
     "NOT_MODIFIED",
@@ -37,6 +38,7 @@ __all__ = [
     "Document",
     "Entry",
     "Uncached",
+    "VersionedCache",
     "changed",
     "connect",
     "create",

@@ -37,6 +37,7 @@ from asyncio import Future
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from fastapi import Response
 from sqlalchemy import Dialect
@@ -94,11 +95,28 @@ def document_of(body: bytes) -> Document:
     return Document(body, f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"')
 
 
+class Cache(Protocol):
+    """What every cache offers, on (`VersionedCache`) or off (`Uncached`): a read endpoint's
+    response, the invalidation of what a committed write changed, and its closing."""
+
+    async def respond(self, caller: Caller, read: CachedRead) -> Response:
+        """The read's document, for the caller, who is counted against its rate limit."""
+
+    async def invalidate(self, names: Collection[str]) -> None:
+        """Nothing depending on `names` served as it was: called once the write that changed
+        them has committed."""
+
+    async def close(self) -> None: ...
+
+
 # An entry's key and the versions of its names as its reader found them (None: none yet).
 _FlightKey = tuple[str, tuple[str | None, ...]]
 
 
-class Cache:
+class VersionedCache:
+    """The cache on (`CONDUIT_CACHE_ENABLED`), in memory or in the shared store: entries
+    served while the versions of their names are current (the module docstring)."""
+
     def __init__(
         self, entries: Entries, outage: kv.Outage, dialect: Dialect, *, max_entry_bytes: int
     ) -> None:
@@ -257,9 +275,7 @@ class Uncached:
         pass
 
 
-def create(
-    settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Dialect
-) -> Cache | Uncached:
+def create(settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Dialect) -> Cache:
     if not settings.enabled:
         return Uncached()
     entries: Entries
@@ -267,13 +283,13 @@ def create(
         entries = MemoryEntries(max_bytes=settings.memory_bytes, ttl_seconds=settings.ttl_seconds)
     else:
         entries = SharedEntries(store, prefix=prefix, ttl_seconds=settings.ttl_seconds)
-    return Cache(entries, store.outage, dialect, max_entry_bytes=settings.max_entry_bytes)
+    return VersionedCache(entries, store.outage, dialect, max_entry_bytes=settings.max_entry_bytes)
 
 
 @contextlib.asynccontextmanager
 async def connect(
     settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Dialect
-) -> AsyncIterator[Cache | Uncached]:
+) -> AsyncIterator[Cache]:
     """The process's cache, in `store`; closed with the app."""
     cache = create(settings, store, prefix=prefix, dialect=dialect)
     try:

@@ -16,7 +16,7 @@ from conduit.errors import AppError
 
 if TYPE_CHECKING:
     # Above the database in the layers, and importing it: named for the types only.
-    from conduit.cache import Cache, Uncached
+    from conduit.cache import Cache
     from conduit.jobs.core import Queue
     from conduit.jobs.outbox import JobRecord
 
@@ -30,7 +30,7 @@ class SessionState:
 
     # Invalidates what the services say they changed (`conduit.cache.changed`) once the unit of
     # work commits.
-    cache: "Cache | Uncached | None" = None
+    cache: "Cache | None" = None
     # Records the jobs the services enqueue in the same transaction (`conduit.jobs.enqueue`).
     queue: "Queue | None" = None
     after_commit: list[AfterCommit] = field(default_factory=list)
@@ -71,7 +71,7 @@ async def _commit(session: AsyncSession) -> None:
 async def transaction(
     sessions: async_sessionmaker[AsyncSession],
     *,
-    cache: "Cache | Uncached | None" = None,
+    cache: "Cache | None" = None,
     queue: "Queue | None" = None,
 ) -> AsyncIterator[AsyncSession]:
     """One unit of work: committed when the block ends, rolled back if anything raised (except

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit import metrics
-from conduit.cache import Cache, Uncached
+from conduit.cache import Cache
 from conduit.config import JobsSettings, Settings
 from conduit.database import Database, NotGiven, state_of, transaction, utcnow
 from conduit.mail import Mailer
@@ -100,7 +100,7 @@ class JobContext:
     settings: Settings
     database: Database
     queue: Queue
-    cache: Cache | Uncached
+    cache: Cache
     mailer: Mailer
 
     @asynccontextmanager

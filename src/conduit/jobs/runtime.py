@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from conduit.cache import Cache, Uncached
+from conduit.cache import Cache
 from conduit.config import Environment, JobsBackend, Settings
 from conduit.database import Database
 from conduit.jobs.core import JobContext, Queue, Task
@@ -43,7 +43,7 @@ async def _stopped(worker: EmbeddedWorker, running: "asyncio.Task[None]") -> Non
 async def connect(
     settings: Settings,
     database: Database,
-    cache: Cache | Uncached,
+    cache: Cache,
     *,
     tasks: Mapping[str, Task[Any]],
     schedules: Mapping[str, str],
