@@ -170,7 +170,7 @@ async def deliver(
     tasks: Mapping[str, Task[Any]] = jobs.tasks
     body = await request.body()
     try:
-        jobs.receiver.verify(
+        receiver(context.settings).verify(
             signature=upstash_signature,
             body=body.decode(),
             url=context.settings.jobs.qstash_callback_url,

@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conduit.cache import Cache
 from conduit.config import Environment, JobsBackend, Settings
@@ -12,9 +12,6 @@ from conduit.database import Database
 from conduit.jobs.core import JobContext, Queue, Task
 from conduit.jobs.outbox import EmbeddedWorker, Outbox
 from conduit.mail import Mailer
-
-if TYPE_CHECKING:
-    from qstash import Receiver
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +22,6 @@ class Jobs:
     schedules: Mapping[str, str]
     # The embedded backend's: runs the `jobs` table in this process or `conduit worker`.
     embedded: EmbeddedWorker | None = None
-    # The QStash backend's: checks deliveries' signatures.
-    receiver: "Receiver | None" = None
 
     @property
     def queue(self) -> Queue:
@@ -74,13 +69,7 @@ async def connect(
             await publisher.schedule(schedules)
             relay = asyncio.create_task(publisher.relay_forever())
             stack.callback(relay.cancel)
-            yield Jobs(
-                backend,
-                context(Outbox(publisher.publish)),
-                tasks,
-                schedules,
-                receiver=qstash.receiver(settings),
-            )
+            yield Jobs(backend, context(Outbox(publisher.publish)), tasks, schedules)
         else:
             worker = EmbeddedWorker(tasks, schedules)
             jobs = Jobs(backend, context(Outbox(worker.woken)), tasks, schedules, embedded=worker)
