@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from conduit.config import Settings
 from conduit.jobs import Jobs, Task
 from conduit.jobs.outbox import EmbeddedWorker, JobRecord, Status
+from tests.app_clients import clients_of
 
 
 async def run_jobs(
@@ -22,7 +23,7 @@ async def run_jobs(
     """Run the app's jobs until none is due or waiting for a retry (those held as failed
     excepted): on PostgreSQL a PgQueuer worker draining the queue, on SQLite the embedded
     worker. `tasks` and `settings` replace the app's own."""
-    jobs: Jobs = app.state.jobs
+    jobs = clients_of(app).jobs
     tasks = jobs.tasks if tasks is None else tasks
     context = jobs.context if settings is None else replace(jobs.context, settings=settings)
     if jobs.embedded is None:

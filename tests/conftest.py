@@ -13,6 +13,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ from conduit.main import create_app
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
 from tests import upstash_rest
+from tests.app_clients import clients_of
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.readers import driver_reader
 from tests.redis_keys import STORE_TIMEOUT_SECONDS, delete_keys
@@ -198,18 +200,21 @@ def fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     app: FastAPI = request.getfixturevalue("app")
     settings: Settings = request.getfixturevalue("settings")
     prefix = f"{settings.redis.key_prefix}:{uuid.uuid4().hex[:12]}"
-    limiter, read_cache = app.state.rate_limiter, app.state.cache
-    app.state.rate_limiter = RateLimiter(
-        Policies.from_settings(settings.rate_limit), app.state.store, prefix=prefix
-    )
-    app.state.cache = cache.create(
-        settings.cache,
-        app.state.store,
-        prefix=prefix,
-        dialect=app.state.database.engine.dialect,
+    connected = clients_of(app)
+    app.state.clients = replace(
+        connected,
+        rate_limiter=RateLimiter(
+            Policies.from_settings(settings.rate_limit), connected.store, prefix=prefix
+        ),
+        cache=cache.create(
+            settings.cache,
+            connected.store,
+            prefix=prefix,
+            dialect=connected.database.engine.dialect,
+        ),
     )
     yield
-    app.state.rate_limiter, app.state.cache = limiter, read_cache
+    app.state.clients = connected
 
 
 @pytest.fixture
@@ -233,7 +238,7 @@ async def client(
     """A client whose writes each commit to a savepoint of the test's transaction, and whose
     reads run on the same connection's driver (so they see those writes), recorded in
     `statements` with everything else."""
-    committing: Database = app.state.database
+    connected = clients_of(app)
     joined = async_sessionmaker(
         connection,
         expire_on_commit=False,
@@ -241,12 +246,13 @@ async def client(
         join_transaction_mode="create_savepoint",
     )
     reader = RecordingReader(await driver_reader(connection), statements)
-    app.state.database = Database(engine=committing.engine, sessions=joined, reader=reader)
+    database = Database(engine=connected.database.engine, sessions=joined, reader=reader)
+    app.state.clients = replace(connected, database=database)
     try:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
             yield client
     finally:
-        app.state.database = committing
+        app.state.clients = replace(clients_of(app), database=connected.database)
 
 
 @pytest.fixture

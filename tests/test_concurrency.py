@@ -5,6 +5,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from httpx import AsyncClient, Response
 from conduit.config import Rate, Settings
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
+from tests.app_clients import clients_of
 from tests.factories import PASSWORD, auth, bearer, create_article, oauth_tokens, register
 
 pytestmark = pytest.mark.anyio
@@ -33,14 +35,15 @@ def sign_in_for_a_crowd(app: FastAPI, settings: Settings) -> Iterator[None]:
     rates = settings.rate_limit.model_copy(
         update={"sign_in": Rate(quota=10 * CROWD, window_seconds=60)}
     )
-    limiter = app.state.rate_limiter
-    app.state.rate_limiter = RateLimiter(
+    connected = clients_of(app)
+    crowded = RateLimiter(
         Policies.from_settings(rates),
-        app.state.store,
+        connected.store,
         prefix=f"{settings.redis.key_prefix}:{uuid.uuid4().hex[:12]}",
     )
+    app.state.clients = replace(connected, rate_limiter=crowded)
     yield
-    app.state.rate_limiter = limiter
+    app.state.clients = replace(clients_of(app), rate_limiter=connected.rate_limiter)
 
 
 async def _register_all(client: AsyncClient, prefix: str, count: int) -> list[str]:

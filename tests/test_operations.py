@@ -12,8 +12,9 @@ from httpx import ASGITransport, AsyncClient, Response
 from prometheus_client import REGISTRY
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from conduit import operations
 from conduit.config import (
     DatabaseSettings,
     Environment,
@@ -165,6 +166,28 @@ async def test_metrics_can_be_turned_off_and_require_their_token(settings: Setti
     assert right.status_code == 200
     assert right.headers["content-type"].startswith("text/plain")
     assert "conduit_http_request_duration_seconds_bucket" in right.text
+
+
+async def test_the_metrics_port_scrapes_as_the_serving_port_does_with_the_database_alone(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """`CONDUIT_METRICS_PORT`'s app (`operations.metrics_app`): the same route behind the same
+    token, the job queue read from the database it connects."""
+    del engine  # requested so that the schema exists before the app starts
+    token = SecretStr("the-scrape-token")
+    app = operations.metrics_app(
+        settings.model_copy(update={"metrics": MetricsSettings(token=token)})
+    )
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        anonymous = await client.get("/metrics")
+        right = await client.get("/metrics", headers={"Authorization": "Bearer the-scrape-token"})
+
+    assert anonymous.status_code == 401
+    assert right.status_code == 200
+    assert 'conduit_jobs{status="queued"} 0.0' in right.text
 
 
 async def test_production_serves_metrics_beside_the_api_only_behind_their_token(

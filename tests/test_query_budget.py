@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from conduit.cache import versions
+from tests.app_clients import clients_of
 from tests.factories import auth, create_article, favorite, follow, register
 from tests.statements import StatementRecorder
 
@@ -70,7 +71,7 @@ async def test_statement_count_is_fixed(
     reader, slug = await _populate(client, articles)
     counts, recorded = {}, {}
     for path, authenticated, _, _ in ENDPOINTS:
-        await app.state.cache.invalidate({versions.EPOCH})
+        await clients_of(app).cache.invalidate({versions.EPOCH})
         url, token = path.format(slug=slug), reader if authenticated else None
         first = await _count(statements, client, url, token)
         recorded[(path, authenticated)] = list(statements.statements)

@@ -18,6 +18,7 @@ from conduit.config import Settings
 from conduit.database import Read, SessionReader, create_sessions
 from conduit.sql_json import JSONFunctions, as_text
 from conduit.tags.models import Tag
+from tests.app_clients import clients_of
 from tests.factories import auth, create_api_key, create_article, register
 from tests.readers import driver_reader
 from tests.statements import StatementRecorder
@@ -64,7 +65,7 @@ async def test_reads_never_touch_the_write_engine(
         "/api/tags",
         "/api/user",
     ]
-    with StatementRecorder.listening(app.state.database.engine) as writes:
+    with StatementRecorder.listening(clients_of(app).database.engine) as writes:
         for path in paths:
             for headers in ({}, auth(token)):
                 response = await committing_client.get(path, headers=headers)

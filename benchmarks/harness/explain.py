@@ -9,7 +9,7 @@ follow Conduit's queries as they change.
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import httpx
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine, ExecutionContext
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from conduit.clients import Clients
 from conduit.config import AuthSettings, DatabaseSettings, Settings
 from conduit.database import Database, Read, Reader
 from conduit.main import create_app
@@ -92,9 +93,11 @@ async def _record(url: str, secret: str, token: str) -> list[tuple[str, str, Seq
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
         ):
-            database: Database = app.state.database
+            connected: Clients = app.state.clients
+            database = connected.database
             reader = _RecordingReader(database.reader, database)
-            app.state.database = Database(database.engine, database.sessions, reader)
+            recording = Database(database.engine, database.sessions, reader)
+            app.state.clients = replace(connected, database=recording)
             for endpoint, path in ENDPOINTS.items():
                 reader.statements.clear()
                 through_sqlalchemy.clear()

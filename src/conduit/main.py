@@ -16,7 +16,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from conduit import clients, docs, kv, logs, metrics, openapi, operations, tracing
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
-from conduit.auth.passwords import PasswordHasher
 from conduit.auth.router import router as auth_router
 from conduit.comments.router import router as comments_router
 from conduit.config import Environment, JobsBackend, Settings
@@ -26,8 +25,6 @@ from conduit.fast_reads import FastReads
 from conduit.jobs import backlog
 from conduit.notifications.router import router as notifications_router
 from conduit.profiles.router import router as profiles_router
-from conduit.ratelimit.limiter import RateLimiter
-from conduit.ratelimit.policies import Policies
 from conduit.tags.router import router as tags_router
 
 DESCRIPTION = """
@@ -136,22 +133,7 @@ def create_app(settings: Settings | None = None) -> Conduit:
                     "no_smtp_server",
                     extra={"detail": "emails are logged, not sent; set CONDUIT_SMTP_HOST"},
                 )
-            app.state.settings = settings
-            app.state.database = connected.database
-            app.state.store = store
-            app.state.cache = connected.cache
-            app.state.jobs = connected.jobs
-            app.state.queue = connected.jobs.queue
-            app.state.password_hasher = PasswordHasher(settings.auth.hash_concurrency)
-            app.state.rate_limiter = (
-                RateLimiter(
-                    Policies.from_settings(settings.rate_limit),
-                    store,
-                    prefix=settings.redis.key_prefix,
-                )
-                if settings.rate_limit.enabled
-                else None
-            )
+            app.state.clients = connected
             _tune_garbage_collector()
             yield
         metrics.process_exited()

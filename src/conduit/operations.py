@@ -6,14 +6,16 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 
 from fastapi import APIRouter, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import exc
 
-from conduit import database, kv, metrics
+from conduit import clients, database, kv, metrics
 from conduit.config import Settings
 from conduit.database import (
     UNAVAILABLE,
@@ -71,10 +73,12 @@ async def ready(request: Request) -> Response:
     answers when one is configured: this process can serve. A 503 names what does not answer,
     or `schema` when the database is older than this release (`conduit migrate` has not run);
     the log says why a check failed, once per interval."""
-    state = request.app.state
-    checks: dict[str, Awaitable[str | None]] = {"database": _schema(state.settings, state.database)}
-    if not isinstance(state.store, kv.Memory):
-        checks["redis"] = _store_answers(state.store)
+    connected = clients.of(request)
+    checks: dict[str, Awaitable[str | None]] = {
+        "database": _schema(connected.settings, connected.database)
+    }
+    if not isinstance(connected.store, kv.Memory):
+        checks["redis"] = _store_answers(connected.store)
     answers = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     failed = {name: ["is unavailable"] for name, answer in answers.items() if answer is None}
     schema = answers.pop("database")
@@ -102,13 +106,32 @@ def _authorize(settings: Settings, request: Request) -> None:
         raise _BearerRequired("token", "is missing or invalid")
 
 
+class _Scraped(Protocol):
+    """What a scrape reads of its app's clients: the serving app's (`conduit.clients.Clients`),
+    or the metrics port's (`_MetricsPort`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def database(self) -> Database: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _MetricsPort:
+    """The metrics port's clients: the database alone, whose job queue a scrape reports."""
+
+    settings: Settings
+    database: Database
+
+
 @metrics_router.get("/metrics")
 async def scrape(request: Request) -> Response:
     """Every process's samples, and the job queue read from the database (omitted while it
     does not answer: the rest of the scrape still does)."""
-    state = request.app.state
-    _authorize(state.settings, request)
-    queue = await backlog.read(state.settings, state.database)
+    connected: _Scraped = request.app.state.clients
+    _authorize(connected.settings, request)
+    queue = await backlog.read(connected.settings, connected.database)
     scraped = (
         ()
         if queue is None
@@ -123,13 +146,13 @@ async def scrape(request: Request) -> Response:
 
 def metrics_app(settings: Settings) -> FastAPI:
     """`GET /metrics` alone, for `CONDUIT_METRICS_PORT`: the route the serving port has, so that
-    a scrape reports the same (the queue's depth read from the database included)."""
+    a scrape reports the same (the queue's depth read from the database included), with the
+    database the only client it connects."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with database.connect(settings.database) as connected:
-            app.state.settings = settings
-            app.state.database = connected
+            app.state.clients = _MetricsPort(settings, connected)
             yield
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)

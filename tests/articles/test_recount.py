@@ -17,6 +17,7 @@ from conduit.articles.models import Article, ArticleTotal
 from conduit.auth.models import User
 from conduit.cache import Uncached
 from conduit.database import create_sessions, transaction
+from tests.app_clients import clients_of
 from tests.factories import create_article, register
 
 pytestmark = pytest.mark.anyio
@@ -50,9 +51,9 @@ async def test_recount_corrects_a_total_counted_twice_and_the_lists_cached_with_
     drifted = await _articles_count(client)
     sessions = async_sessionmaker(connection, join_transaction_mode="create_savepoint")
 
-    async with transaction(sessions, cache=app.state.cache) as session:
+    async with transaction(sessions, cache=clients_of(app).cache) as session:
         recounted = await articles_service.recount_total(session)
-    async with transaction(sessions, cache=app.state.cache) as session:
+    async with transaction(sessions, cache=clients_of(app).cache) as session:
         again = await articles_service.recount_total(session)
 
     assert drifted == 3

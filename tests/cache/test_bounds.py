@@ -5,6 +5,7 @@ in it is the test's."""
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from conduit import cache, kv
 from conduit.config import CacheSettings, Rate, RateLimitSettings, RedisSettings
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
+from tests.app_clients import clients_of
 from tests.factories import create_article, register
 from tests.own_redis import OwnRedis, running
 from tests.redis_keys import STORE_TIMEOUT_SECONDS
@@ -45,12 +47,16 @@ def _on(
 ) -> None:
     """The cache and the rate limiter of a process configured with `store`."""
     rates = RateLimitSettings(cache_fills=Rate(quota=fills, window_seconds=300))
-    app.state.rate_limiter = RateLimiter(Policies.from_settings(rates), store, prefix="bounds")
-    app.state.cache = cache.create(
-        CacheSettings(max_entry_bytes=max_entry_bytes),
-        store,
-        prefix="bounds",
-        dialect=app.state.database.engine.dialect,
+    connected = clients_of(app)
+    app.state.clients = replace(
+        connected,
+        rate_limiter=RateLimiter(Policies.from_settings(rates), store, prefix="bounds"),
+        cache=cache.create(
+            CacheSettings(max_entry_bytes=max_entry_bytes),
+            store,
+            prefix="bounds",
+            dialect=connected.database.engine.dialect,
+        ),
     )
 
 

@@ -4,7 +4,7 @@ invalidates nothing, a slow reader cannot store what a write replaced, and HTTP 
 Exact invalidation across two processes is `tests/e2e/test_cache_invalidation.py`."""
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -15,9 +15,10 @@ from sqlalchemy import literal_column, select
 from conduit import cache
 from conduit.cache import versions
 from conduit.cache.entries import MemoryEntries
-from conduit.database import Database, NotGiven, Read, transaction
+from conduit.database import NotGiven, Read, transaction
 from conduit.errors import Conflict
 from conduit.sql_json import as_text
+from tests.app_clients import clients_of
 from tests.factories import auth, create_article, favorite, follow, register
 from tests.statements import StatementRecorder
 
@@ -46,6 +47,13 @@ def _read(value: str) -> Read[str]:
 
 async def _built(value: str) -> str:
     return value
+
+
+def _versioned(app: FastAPI) -> cache.VersionedCache:
+    """The app's cache, which the tests' settings turn on, to be read directly."""
+    read_cache = clients_of(app).cache
+    assert isinstance(read_cache, cache.VersionedCache)
+    return read_cache
 
 
 async def test_each_viewer_sees_their_own_flags_whoever_filled_the_cache(
@@ -102,8 +110,8 @@ async def test_concurrent_misses_of_one_entry_build_it_once(
 
 
 async def test_a_rolled_back_write_invalidates_nothing(app: FastAPI) -> None:
-    read_cache = app.state.cache
-    database: Database = app.state.database
+    read_cache = _versioned(app)
+    database = clients_of(app).database
     caller = Anonymous(Request({"type": "http", "headers": []}))
     entry = cache.Entry(_read("one"), "rollback", (versions.ARTICLES,))
     assert (await read_cache.read(caller, entry, lambda: _built("first"))).body == b"first"
@@ -125,7 +133,7 @@ async def test_a_rolled_back_write_invalidates_nothing(app: FastAPI) -> None:
 
 async def test_a_unit_of_work_opened_without_the_cache_refuses_a_change(app: FastAPI) -> None:
     """Rather than leave the documents it changes served as they were."""
-    database: Database = app.state.database
+    database = clients_of(app).database
     async with transaction(database.sessions) as session:
         with pytest.raises(NotGiven):
             versions.changed(session, versions.ARTICLES)
@@ -134,7 +142,7 @@ async def test_a_unit_of_work_opened_without_the_cache_refuses_a_change(app: Fas
 async def test_a_reader_that_read_before_a_write_cannot_store_the_old_state(app: FastAPI) -> None:
     """The race a plain delete loses: the reader misses, reads the database, the writer
     commits and invalidates, and only then does the reader store what it read."""
-    read_cache = app.state.cache
+    read_cache = _versioned(app)
     caller = Anonymous(Request({"type": "http", "headers": []}))
     entry = cache.Entry(_read("race"), "race", (versions.ARTICLES,))
     database_read, write_done = asyncio.Event(), asyncio.Event()
@@ -158,7 +166,7 @@ async def test_a_reader_that_read_before_a_write_cannot_store_the_old_state(app:
 async def test_a_changed_statement_never_reads_an_older_entry(app: FastAPI) -> None:
     """A deploy that changes a read's SQL, and so the shape of its document, keys its
     entries apart from those of the code before it."""
-    read_cache = app.state.cache
+    read_cache = _versioned(app)
     caller = Anonymous(Request({"type": "http", "headers": []}))
     before = cache.Entry(_read("shape one"), "shape", (versions.TAGS,))
     after = cache.Entry(_read("shape two"), "shape", (versions.TAGS,))
@@ -211,7 +219,7 @@ async def test_signed_in_responses_have_etags_and_are_never_stored(client: Async
 async def test_a_disabled_cache_builds_every_read(
     app: FastAPI, client: AsyncClient, statements: StatementRecorder
 ) -> None:
-    app.state.cache = cache.Uncached()
+    app.state.clients = replace(clients_of(app), cache=cache.Uncached())
     await client.get("/api/tags")
     statements.clear()
 

@@ -4,6 +4,7 @@ lost and the Redis kept its entries across the restart. The Redis is the test's 
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,7 @@ from conduit import cache, kv
 from conduit.config import RateLimitSettings, RedisSettings, Settings
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
+from tests.app_clients import clients_of
 from tests.factories import auth, create_article, register
 from tests.own_redis import OwnRedis, running
 from tests.redis_keys import STORE_TIMEOUT_SECONDS
@@ -62,14 +64,18 @@ async def restored(caplog: pytest.LogCaptureFixture) -> AsyncIterator[anyio.Even
     logger.removeHandler(handler)
 
 
-def _on(app: FastAPI, settings: Settings, store: kv.Store) -> cache.Cache:
-    """A cache, and the rate limiter whose round trips carry its lookups, on `store`: what a
-    process configured with that Redis has."""
-    app.state.rate_limiter = RateLimiter(
-        Policies.from_settings(RateLimitSettings()), store, prefix="outage"
-    )
-    return cache.create(
-        settings.cache, store, prefix="outage", dialect=app.state.database.engine.dialect
+def _on(app: FastAPI, settings: Settings, store: kv.Store) -> None:
+    """The app given a cache, and the rate limiter whose round trips carry its lookups, on
+    `store`: what a process configured with that Redis has."""
+    connected = clients_of(app)
+    app.state.clients = replace(
+        connected,
+        rate_limiter=RateLimiter(
+            Policies.from_settings(RateLimitSettings()), store, prefix="outage"
+        ),
+        cache=cache.create(
+            settings.cache, store, prefix="outage", dialect=connected.database.engine.dialect
+        ),
     )
 
 
@@ -84,7 +90,7 @@ async def test_no_entry_from_before_an_outage_is_served_after_it(
     caplog: pytest.LogCaptureFixture,
     restored: anyio.Event,
 ) -> None:
-    app.state.cache = _on(app, settings, store)
+    _on(app, settings, store)
     author = await register(client, "author")
     slug = (await create_article(client, author, title="Before"))["slug"]
     path = f"/api/articles/{slug}"
@@ -112,7 +118,7 @@ async def test_no_entry_from_before_an_outage_is_served_after_it(
     settled = await client.get(path)
     # Another process on the same Redis, which saw nothing of the outage.
     async with kv.connect(_settings(own_redis)) as other_store:
-        app.state.cache = _on(app, settings, other_store)
+        _on(app, settings, other_store)
         elsewhere = await client.get(path)
 
     assert right_after.json()["article"]["title"] == "During"

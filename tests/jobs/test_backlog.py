@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit.config import DatabaseSettings, JobsSettings, Settings
 from conduit.database import connect as connect_database
-from conduit.jobs import Arguments, Job, JobContext, Jobs, backlog, enqueue, task
+from conduit.jobs import Arguments, Job, JobContext, backlog, enqueue, task
 from conduit.jobs.outbox import JobRecord
+from tests.app_clients import clients_of
 from tests.databases import stamp_revision
 
 pytestmark = pytest.mark.anyio
@@ -30,7 +31,7 @@ async def waiting(_: JobContext, __: Job, ___: Arguments) -> None:
 
 
 async def _enqueue(app: FastAPI, *, delay: timedelta | None = None) -> None:
-    background: Jobs = app.state.jobs
+    background = clients_of(app).jobs
     async with background.context.unit_of_work() as session:
         await enqueue(session, waiting, Arguments(), delay=delay)
 
@@ -64,11 +65,12 @@ async def test_the_oldest_due_job_s_wait_is_read_and_warned_past_the_threshold(
     await _backdate(engine)
     patient = settings.model_copy(update={"jobs": JobsSettings(wait_warning_seconds=3600)})
 
-    read = await backlog.read(settings, app.state.database)
+    database = clients_of(app).database
+    read = await backlog.read(settings, database)
     with caplog.at_level(logging.WARNING, logger="conduit.jobs.backlog"):
-        await backlog.check(patient, app.state.database)
+        await backlog.check(patient, database)
         assert caplog.records == []
-        await backlog.check(settings, app.state.database)
+        await backlog.check(settings, database)
     scrape = await committing_client.get("/metrics")
 
     assert read is not None
@@ -97,7 +99,7 @@ async def test_a_job_delayed_on_purpose_is_not_waiting(
     del committing_client  # empties the tables afterwards
     await _enqueue(app, delay=timedelta(hours=1))
 
-    read = await backlog.read(settings, app.state.database)
+    read = await backlog.read(settings, clients_of(app).database)
 
     assert read is not None
     assert read.counts["queued"] == 1

@@ -24,13 +24,14 @@ from conduit.auth.models import AuthSession, PasswordResetToken, RefreshToken, U
 from conduit.auth.password_reset import send_token
 from conduit.auth.tasks import purge, send_welcome
 from conduit.config import LogFormat, Settings, SmtpSettings
-from conduit.database import Database, NotGiven, transaction, utcnow
-from conduit.jobs import Arguments, Job, JobContext, Jobs, enqueue, task
+from conduit.database import NotGiven, transaction, utcnow
+from conduit.jobs import Arguments, Job, JobContext, enqueue, task
 from conduit.jobs.admin import discard, listing, retry
 from conduit.jobs.core import InvalidJob, UnknownTask, run
 from conduit.jobs.outbox import Status
 from conduit.logs import Formatter
 from conduit.mail import Mailer, SentEmail
+from tests.app_clients import clients_of
 from tests.background import run_jobs
 from tests.factories import auth, create_api_key, oauth_tokens, register
 from tests.smtp import Mailbox
@@ -75,7 +76,7 @@ def forget() -> None:
 
 async def _enqueue(app: FastAPI, *jobs: tuple[str, str]) -> None:
     """Enqueue tasks (by name, with their text) in one committed unit of work."""
-    background: Jobs = app.state.jobs
+    background = clients_of(app).jobs
     async with background.context.unit_of_work() as session:
         for name, text in jobs:
             await enqueue(session, TEST_TASKS[name], Note(text=text))
@@ -118,7 +119,7 @@ async def test_a_rolled_back_unit_of_work_enqueues_nothing(
     app: FastAPI, committing_client: AsyncClient
 ) -> None:
     del committing_client
-    background: Jobs = app.state.jobs
+    background = clients_of(app).jobs
 
     class Refused(Exception):
         pass
@@ -139,7 +140,7 @@ async def test_a_job_that_always_fails_is_held_after_its_attempts_and_others_sti
     app: FastAPI, settings: Settings, committing_client: AsyncClient
 ) -> None:
     del committing_client
-    database = app.state.database
+    database = clients_of(app).database
     await _enqueue(app, ("tests.note", "before"), ("tests.poison", "poison"))
     await _enqueue(app, ("tests.note", "after"))
 
@@ -187,7 +188,7 @@ async def test_each_failed_run_is_one_line_with_its_traceback(
         assert record.exc_info is not None
         assert str(record.exc_info[1]) == "this job always fails"
     retries = [record for record in caplog.records if record.name == "pgqueuer"]
-    on_pgqueuer = app.state.jobs.embedded is None
+    on_pgqueuer = clients_of(app).jobs.embedded is None
     assert len(retries) == (attempts - 1 if on_pgqueuer else 0)
     assert all(record.getMessage().startswith("Retry requested") for record in retries)
 
@@ -205,7 +206,7 @@ async def test_the_welcome_email_is_sent_once_however_often_its_job_runs(
     assert "Hello newcomer" in welcome.get_content()
 
     job_id = uuid.UUID(welcome["Message-ID"].strip("<>").split("@")[0])
-    context: JobContext = app.state.jobs.context
+    context = clients_of(app).jobs.context
     async with context.database.sessions() as session:
         user_id = await session.scalar(select(User.id).where(User.username == "newcomer"))
     again = Job(id=job_id, task=send_welcome.name, arguments={"user_id": user_id})
@@ -224,7 +225,7 @@ async def test_without_an_smtp_server_emails_go_to_the_log_addresses_only_in_dev
     production: bool,
 ) -> None:
     await register(committing_client, "logged")
-    context: JobContext = app.state.jobs.context
+    context = clients_of(app).jobs.context
     logging_only = dataclasses.replace(
         context, mailer=Mailer(SmtpSettings(), log_contents=not production)
     )
@@ -278,7 +279,7 @@ async def test_a_job_that_is_not_a_known_task_fails(
     app: FastAPI, committing_client: AsyncClient
 ) -> None:
     del committing_client
-    context: JobContext = app.state.jobs.context
+    context = clients_of(app).jobs.context
     with pytest.raises(UnknownTask):
         await run(context, {}, Job(uuid.uuid4(), "tests.unknown", {}), attempt=1)
 
@@ -288,7 +289,7 @@ async def test_a_refused_job_is_reported_without_its_values(
 ) -> None:
     """Its failure is logged: no address it carries goes with it."""
     del committing_client
-    context: JobContext = app.state.jobs.context
+    context = clients_of(app).jobs.context
     renamed = Job(uuid.uuid4(), send_token.name, {"address": "kept@example.com"})
     with pytest.raises(InvalidJob) as refused:
         await run(context, {send_token.name: send_token}, renamed, attempt=1)
@@ -301,7 +302,7 @@ async def test_a_refused_job_is_reported_without_its_values(
 
 
 async def test_a_unit_of_work_opened_without_the_queue_refuses_to_enqueue(app: FastAPI) -> None:
-    database: Database = app.state.database
+    database = clients_of(app).database
     async with transaction(database.sessions) as session:
         with pytest.raises(NotGiven):
             await enqueue(session, note, Note(text="nowhere"))
@@ -342,7 +343,7 @@ async def test_purge_deletes_what_authenticates_nobody_and_keeps_the_rest(
             )
         )
 
-    context: JobContext = app.state.jobs.context
+    context = clients_of(app).jobs.context
     await run(context, {purge.name: purge}, Job(uuid.uuid4(), purge.name, {}), attempt=1)
     await run(
         context, {purge_keys.name: purge_keys}, Job(uuid.uuid4(), purge_keys.name, {}), attempt=1

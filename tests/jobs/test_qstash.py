@@ -26,6 +26,7 @@ from conduit.jobs.core import run
 from conduit.jobs.outbox import LEASE_MARGIN_SECONDS, JobRecord, QStashDelivery, Status
 from conduit.main import create_app
 from tests import qstash_server
+from tests.app_clients import clients_of
 from tests.factories import register
 from tests.smtp import Mailbox
 
@@ -298,7 +299,7 @@ async def test_a_delivery_is_remembered_for_a_week(
             ]
         )
 
-    context: JobContext = qstash_app.state.jobs.context
+    context = clients_of(qstash_app).jobs.context
     purge = outbox.purge_qstash_deliveries
     await run(context, {purge.name: purge}, Job(uuid.uuid4(), purge.name, {}), attempt=1)
 

@@ -9,9 +9,9 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from conduit.config import Settings
-from conduit.jobs import Jobs
 from conduit.jobs.outbox import JobRecord
 from conduit.notifications import tasks as notifications_tasks
+from tests.app_clients import clients_of
 from tests.background import run_jobs
 from tests.factories import add_comment, auth, create_article, follow, register
 
@@ -213,7 +213,7 @@ async def test_following_again_and_again_notifies_once_a_day(
         await _unfollow(client, pest, "sought")
     await run_jobs(app)
     # Each of the 20 jobs succeeded: the 19 that found the day's notification did nothing.
-    jobs: Jobs = app.state.jobs
+    jobs = clients_of(app).jobs
     async with jobs.context.database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(JobRecord)) == 0
 

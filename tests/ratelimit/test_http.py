@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from conduit.main import create_app
 from conduit.ratelimit.dependencies import address_partition
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
+from tests.app_clients import clients_of
 from tests.factories import PASSWORD, auth, create_api_key, register
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +35,13 @@ def limits(app: FastAPI, key_prefix: str) -> Install:
     the test's own."""
 
     def install(**rates: Rate) -> RateLimiter:
+        connected = clients_of(app)
         limiter = RateLimiter(
             Policies.from_settings(RateLimitSettings.model_validate(rates)),
-            app.state.store,
+            connected.store,
             prefix=key_prefix,
         )
-        app.state.rate_limiter = limiter
+        app.state.clients = replace(connected, rate_limiter=limiter)
         return limiter
 
     return install

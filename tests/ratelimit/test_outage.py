@@ -5,6 +5,7 @@ resumes when it is back. The store is a Redis server the test starts and stops i
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -17,6 +18,7 @@ from conduit import kv
 from conduit.config import Rate, RateLimitSettings, RedisSettings
 from conduit.ratelimit.limiter import RateLimiter
 from conduit.ratelimit.policies import Policies
+from tests.app_clients import clients_of
 from tests.own_redis import OwnRedis, running
 from tests.redis_keys import STORE_TIMEOUT_SECONDS
 from tests.upstash_rest import serving
@@ -60,9 +62,8 @@ async def test_while_the_store_is_down_requests_are_served_and_limiting_resumes_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rates = RateLimitSettings.model_validate({"sign_in": Rate(quota=3, window_seconds=3600)})
-    app.state.rate_limiter = RateLimiter(
-        Policies.from_settings(rates), failing_store, prefix="outage"
-    )
+    limiter = RateLimiter(Policies.from_settings(rates), failing_store, prefix="outage")
+    app.state.clients = replace(clients_of(app), rate_limiter=limiter)
     before = await client.get("/api/tags")
     assert before.status_code == 200
     assert "RateLimit" in before.headers
@@ -108,9 +109,8 @@ async def test_a_store_that_never_answers_costs_a_request_no_more_than_the_timeo
         )
     )
     async with kv.connect(settings) as store:
-        app.state.rate_limiter = RateLimiter(
-            Policies.from_settings(RateLimitSettings()), store, prefix="silent"
-        )
+        limiter = RateLimiter(Policies.from_settings(RateLimitSettings()), store, prefix="silent")
+        app.state.clients = replace(clients_of(app), rate_limiter=limiter)
         # Without the timeout the first request would wait for the store forever.
         with anyio.fail_after(5), caplog.at_level(logging.WARNING, logger="conduit.kv"):
             responses = [await client.get("/api/tags") for _ in range(3)]

@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from conduit import logs
+from conduit import clients, logs
 from conduit.auth.models import User
 from conduit.auth.tasks import send_welcome
 from conduit.config import (
@@ -226,7 +226,7 @@ def _with_secrets(settings: Settings) -> Settings:
 async def _fail_holding_the_key(request: Request) -> None:
     """Fails with the signing key in a local variable, which a traceback that shows each frame's
     locals would print."""
-    key = request.app.state.settings.auth.secret_key.get_secret_value()
+    key = clients.of(request).settings.auth.secret_key.get_secret_value()
     raise RuntimeError(f"failed holding a key of {len(key)} bytes")
 
 

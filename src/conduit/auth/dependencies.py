@@ -11,14 +11,14 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
-from conduit import kv, request_state
+from conduit import clients, kv, request_state
 from conduit.api_keys import service as api_keys_service
 from conduit.auth import reads, sessions
 from conduit.auth.passwords import PasswordHasher
 from conduit.auth.principal import ALL_SCOPES, SAFE_METHODS, Account, Principal, Scope, SignedIn
 from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
-from conduit.database import Reader, ReadSession, Session, database_of, transaction, utcnow
+from conduit.database import Reader, ReadSession, Session, transaction, utcnow
 from conduit.errors import Forbidden, Unauthorized
 from conduit.ratelimit.dependencies import limit_caller, may_fill_cache
 
@@ -46,13 +46,11 @@ _api_key_scheme = APIKeyHeader(
 
 
 async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return clients.of(request).settings
 
 
 async def get_password_hasher(request: Request) -> PasswordHasher:
-    hasher: PasswordHasher = request.app.state.password_hasher
-    return hasher
+    return clients.of(request).password_hasher
 
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
@@ -73,15 +71,14 @@ async def _with_api_key(request: Request, db: Reader, api_key: str) -> Principal
     now = utcnow()
     holder = await api_keys_service.authenticate(db, api_key, now=now)
     if holder.stale:
-        async with transaction(database_of(request).sessions) as session:
+        async with transaction(clients.of(request).database.sessions) as session:
             await api_keys_service.record_use(session, key_id=holder.key_id, now=now)
     return Principal(user=holder.account, scopes=holder.scopes, api_key_id=holder.key_id)
 
 
 async def _with_token(request: Request, db: Reader, authorization: str) -> Principal:
     token = _access_token(authorization)
-    settings = await get_settings(request)
-    claims = verify_access_token(settings.auth, token)
+    claims = verify_access_token(clients.of(request).settings.auth, token)
     account = await reads.signed_in(db, user_id=claims.user_id, session_id=claims.session_id)
     if account is None:
         raise Unauthorized("token")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from conduit import clients
 from conduit.cache.core import (
     Cache,
     CachedRead,
@@ -24,8 +25,7 @@ from conduit.cache.versions import changed
 
 
 async def cache_of(request: Request) -> Cache:
-    cache: Cache = request.app.state.cache
-    return cache
+    return clients.of(request).cache
 
 
 Cached = Annotated[Cache, Depends(cache_of)]

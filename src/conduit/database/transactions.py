@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from conduit.database.engine import Database
+from conduit import clients
 from conduit.database.read_path import Reader
 from conduit.errors import AppError
 
@@ -88,23 +88,18 @@ async def transaction(
         await _commit(session)
 
 
-def database_of(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
-
 async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed when the endpoint returns, before the response is
     sent, and rolled back if anything raised."""
-    app = request.app.state
+    connected = clients.of(request)
     async with transaction(
-        database_of(request).sessions, cache=app.cache, queue=app.queue
+        connected.database.sessions, cache=connected.cache, queue=connected.jobs.queue
     ) as session:
         yield session
 
 
 async def read_session(request: Request) -> Reader:
-    return database_of(request).reader
+    return clients.of(request).database.reader
 
 
 Session = Annotated[AsyncSession, Depends(unit_of_work, scope="function")]

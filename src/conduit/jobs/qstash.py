@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import jwt
@@ -33,10 +33,11 @@ from qstash.errors import QStashError, SignatureError
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from conduit import clients
 from conduit.config import Settings
 from conduit.database import Database, insert, transaction, utcnow
 from conduit.errors import Conflict, Unauthorized, Unprocessable
-from conduit.jobs.core import Job, JobContext, Task, run
+from conduit.jobs.core import Job, JobContext, run
 from conduit.jobs.outbox import LEASE_MARGIN_SECONDS, JobRecord, QStashDelivery, Status
 
 logger = logging.getLogger(__name__)
@@ -165,9 +166,8 @@ async def deliver(
     """Run a job QStash delivers. Only QStash's signature (current or next key) over this very
     body and URL is accepted, and a delivery already run (by message id or by signature) is
     answered 204 without running again. A failure answers 503, and QStash retries."""
-    jobs = request.app.state.jobs
-    context: JobContext = jobs.context
-    tasks: Mapping[str, Task[Any]] = jobs.tasks
+    jobs = clients.of(request).jobs
+    context = jobs.context
     body = await request.body()
     try:
         receiver(context.settings).verify(
@@ -198,7 +198,7 @@ async def deliver(
         )
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     try:
-        await run(context, tasks, job, attempt=attempt)
+        await run(context, jobs.tasks, job, attempt=attempt)
     except Exception:  # noqa: BLE001 (logged by `run`; QStash retries on this answer)
         await _failed(context.database, job, last=attempt >= context.settings.jobs.max_attempts)
         return JSONResponse(

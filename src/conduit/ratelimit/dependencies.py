@@ -25,7 +25,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from prometheus_client import Counter
 
-from conduit import kv, metrics, request_state
+from conduit import clients, kv, metrics, request_state
 from conduit.auth.principal import SAFE_METHODS
 from conduit.auth.tokens import digest
 from conduit.errors import TooManyRequests
@@ -57,11 +57,6 @@ def _decisions(policy: str, allowed: bool) -> Counter:
     return metrics.RATE_LIMIT_DECISIONS.labels(policy, "allowed" if allowed else "refused")
 
 
-def _limiter(request: Request) -> RateLimiter | None:
-    limiter: RateLimiter | None = request.app.state.rate_limiter
-    return limiter
-
-
 async def _count(
     request: Request,
     limiter: RateLimiter,
@@ -85,7 +80,7 @@ async def limit_caller(
     """Count the request against its caller: an authenticated `identity`'s reads or writes,
     or, with none, the client's address. The `alongside` commands share the decision's round
     trip when it is made in a shared store; their replies, or None when they were not sent."""
-    limiter = _limiter(request)
+    limiter = clients.of(request).rate_limiter
     if limiter is None:
         return None
     policies = limiter.policies
@@ -102,7 +97,7 @@ async def may_fill_cache(request: Request, identity: str | None) -> bool:
     """Whether the caller's cache fills (`conduit.cache`) are not spent, counting this one:
     by an authenticated `identity`, or by the client's address. Neither refused nor in the
     rate-limit headers: a caller whose fills are spent is answered, its document not stored."""
-    limiter = _limiter(request)
+    limiter = clients.of(request).rate_limiter
     if limiter is None:
         return True
     identifier = identity if identity is not None else client_partition(request)
@@ -112,7 +107,7 @@ async def may_fill_cache(request: Request, identity: str | None) -> bool:
 async def may_send_reset(request: Request, email: str) -> bool:
     """Whether a password-reset email may go to `email`, counting this one: per address it goes
     to, whoever asks. Never refused: over the quota, no email is sent and nothing says so."""
-    limiter = _limiter(request)
+    limiter = clients.of(request).rate_limiter
     if limiter is None:
         return True
     return await limiter.allows(limiter.policies.password_resets, digest(email))
@@ -125,7 +120,7 @@ async def limit_anonymous(request: Request) -> None:
 
 async def limit_sign_in(request: Request) -> None:
     """For the routes that hand out credentials: the sign-in policy, then the anonymous one."""
-    limiter = _limiter(request)
+    limiter = clients.of(request).rate_limiter
     if limiter is None:
         return
     address = client_partition(request)
@@ -137,7 +132,7 @@ async def limit_password_change(request: Request, *, user_id: int) -> None:
     """A new password costs a hash, as a sign-in does: it counts against the sign-in policy by
     the client's address and by the account, so that neither many accounts nor many addresses
     turn the server's hashing against the users signing in."""
-    limiter = _limiter(request)
+    limiter = clients.of(request).rate_limiter
     if limiter is None:
         return
     await _count(request, limiter, limiter.policies.sign_in, client_partition(request))
@@ -145,7 +140,7 @@ async def limit_password_change(request: Request, *, user_id: int) -> None:
 
 
 async def sign_in_attempts(request: Request) -> SignInAttempts:
-    return SignInAttempts(_limiter(request), address=client_partition(request))
+    return SignInAttempts(clients.of(request).rate_limiter, address=client_partition(request))
 
 
 AnonymousLimit = Depends(limit_anonymous)
