@@ -2,6 +2,7 @@
 the finished JSON document."""
 
 import re
+from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, NewType
 
@@ -34,6 +35,19 @@ from conduit.tags import reads as tags_reads
 ArticleDocument = NewType("ArticleDocument", str)
 # `{"articles": [...], "articlesCount": n}`
 ArticlePage = NewType("ArticlePage", str)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageQuery:
+    """A page of the article list: the filters asked for (None when not) and the page's bounds."""
+
+    tag: str | None
+    author: str | None
+    # The username of a user who favorited the articles (`?favorited=`).
+    favorited_by: str | None
+    limit: int
+    offset: int
+
 
 _SLUG: BindParameter[str] = bindparam("slug", type_=String)
 _TAG: BindParameter[str] = bindparam("tag", type_=String)
@@ -148,33 +162,27 @@ def _article_read(*, signed_in: bool) -> Read[ArticleDocument]:
     return Read(build)
 
 
-async def page(
-    db: Reader,
-    *,
-    viewer_id: int | None,
-    tag: str | None = None,
-    author: str | None = None,
-    favorited_by: str | None = None,
-    limit: int,
-    offset: int,
-) -> ArticlePage:
-    """Most recent articles first, optionally filtered; `articlesCount` counts them all."""
-    read = _page_read(
-        signed_in=viewer_id is not None,
+def _list_read(query: PageQuery, *, signed_in: bool) -> Read[ArticlePage]:
+    return _page_read(
+        signed_in=signed_in,
         feed=False,
-        tag=tag is not None,
-        author=author is not None,
-        favorited_by=favorited_by is not None,
+        tag=query.tag is not None,
+        author=query.author is not None,
+        favorited_by=query.favorited_by is not None,
     )
+
+
+async def page(db: Reader, *, query: PageQuery, viewer_id: int | None) -> ArticlePage:
+    """Most recent articles first, optionally filtered; `articlesCount` counts them all."""
     return await aggregate(
         db,
-        read,
+        _list_read(query, signed_in=viewer_id is not None),
         viewer_id=viewer_id,
-        tag=tag,
-        author=author,
-        favorited_by=favorited_by,
-        limit=limit,
-        offset=offset,
+        tag=query.tag,
+        author=query.author,
+        favorited_by=query.favorited_by,
+        limit=query.limit,
+        offset=query.offset,
     )
 
 
@@ -215,38 +223,17 @@ def _has_articles(page: bytes) -> bool:
     return _EMPTY_PAGE.match(page) is None
 
 
-def cached_page(
-    db: Reader,
-    *,
-    tag: str | None,
-    author: str | None,
-    favorited_by: str | None,
-    limit: int,
-    offset: int,
-) -> CachedRead:
+def cached_page(db: Reader, *, query: PageQuery) -> CachedRead:
     """A page of `page`, shared by every viewer; a signed-in viewer's flags set on a copy."""
 
     async def build(viewer_id: int | None) -> str:
-        return await page(
-            db,
-            viewer_id=viewer_id,
-            tag=tag,
-            author=author,
-            favorited_by=favorited_by,
-            limit=limit,
-            offset=offset,
-        )
+        return await page(db, query=query, viewer_id=viewer_id)
 
-    read = _page_read(
-        signed_in=False,
-        feed=False,
-        tag=tag is not None,
-        author=author is not None,
-        favorited_by=favorited_by is not None,
-    )
-    filters = orjson.dumps([tag, author, favorited_by, limit, offset]).decode()
+    key = orjson.dumps(
+        [query.tag, query.author, query.favorited_by, query.limit, query.offset]
+    ).decode()
     names = (cached.ARTICLES, cached.PROFILES)
-    entry = Entry(read, f"articles:{filters}", names, keep=_has_articles)
+    entry = Entry(_list_read(query, signed_in=False), f"articles:{key}", names, keep=_has_articles)
     return CachedRead(entry, build, partial(_page_for_viewer, db))
 
 

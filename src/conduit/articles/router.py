@@ -66,10 +66,10 @@ async def list_articles(
 ) -> Response:
     """Most recent articles first, optionally filtered by tag, author or the username of a user
     who favorited them. `articlesCount` is the total before paging. Items carry no `body`."""
-    read = reads.cached_page(
-        db, tag=tag, author=author, favorited_by=favorited, limit=limit, offset=offset
+    query = reads.PageQuery(
+        tag=tag, author=author, favorited_by=favorited, limit=limit, offset=offset
     )
-    return await cache.respond(caller, read)
+    return await cache.respond(caller, reads.cached_page(db, query=query))
 
 
 @router.get("/feed", response_model=MultipleArticlesResponse, responses=_READ)
