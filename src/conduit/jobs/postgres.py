@@ -1,8 +1,7 @@
 """Jobs on PostgreSQL, by PgQueuer (docs/decisions.md, "Jobs").
 
-A job is a row of PgQueuer's `pgqueuer` table, inserted by the request's own transaction: the
-insert goes through the unit of work's connection, so a rolled-back request enqueues nothing and
-a committed one cannot lose its jobs. The insert's trigger notifies the workers at commit.
+A job is a row of PgQueuer's `pgqueuer` table, inserted by the request's own transaction
+(`conduit.jobs.postgres_queue`). The insert's trigger notifies the workers at commit.
 
 `conduit worker` processes run them: each claims jobs with `FOR UPDATE SKIP LOCKED`, signals a
 heartbeat while it runs them, and takes over the jobs of a worker whose heartbeat stopped
@@ -19,7 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from pgqueuer import PgQueuer
@@ -28,35 +27,9 @@ from pgqueuer.core.executors import AbstractEntrypointExecutor, EntrypointExecut
 from pgqueuer.core.executors import EntrypointExecutorParameters as Parameters
 from pgqueuer.domain import errors, models
 from pgqueuer.domain.types import JobId, QueueExecutionMode
-from pgqueuer.ports.driver import Driver
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from conduit.config import DatabaseSettings, JobsSettings
 from conduit.jobs.core import Job, JobContext, Task, retry_delay, run
-
-
-class _UnitOfWorkDriver:
-    """PgQueuer's driver port on a unit of work's connection: its statements join that
-    transaction (starting it if nothing else has yet). Enqueueing is all it is for, and
-    that only fetches; listening and notifying belong to a worker's own connection."""
-
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
-
-    async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
-        result = await self._connection.exec_driver_sql(query, args)
-        return [dict(row) for row in result.mappings()]
-
-    async def execute(self, query: str, *args: object) -> str:
-        await self._connection.exec_driver_sql(query, args)
-        return ""
-
-
-class PgQueuerQueue:
-    async def put(self, session: AsyncSession, job: Job, *, delay: timedelta | None) -> None:
-        driver = cast("Driver", _UnitOfWorkDriver(await session.connection()))
-        queries = Queries(driver)
-        await queries.enqueue(job.task, job.encode(), execute_after=delay, dedupe_key=str(job.id))
 
 
 class _Logged(Exception):

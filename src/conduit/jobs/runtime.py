@@ -11,6 +11,7 @@ from conduit.config import Environment, JobsBackend, Settings
 from conduit.database import Database
 from conduit.jobs.core import JobContext, Queue, Task
 from conduit.jobs.outbox import EmbeddedWorker, Outbox
+from conduit.jobs.postgres_queue import PgQueuerQueue
 from conduit.mail import Mailer
 
 
@@ -47,7 +48,8 @@ async def connect(
     """The backend the settings name. With `run_embedded`, the embedded backend's worker runs
     in this process until it closes; with QStash, pending rows are relayed and the periodic
     tasks scheduled. A backend's client library is imported only when it is the one in use
-    (PgQueuer and the QStash SDK cost a process a third to two thirds of a second each)."""
+    (PgQueuer and the QStash SDK cost a process a third to two thirds of a second each), and
+    PgQueuer only with the first job put (`conduit.jobs.postgres_queue`)."""
     mailer = Mailer(settings.smtp, log_contents=settings.env is Environment.DEVELOPMENT)
 
     def context(queue: Queue) -> JobContext:
@@ -58,8 +60,6 @@ async def connect(
     backend = settings.jobs_backend
     async with AsyncExitStack() as stack:
         if backend is JobsBackend.PGQUEUER:
-            from conduit.jobs.postgres import PgQueuerQueue  # noqa: PLC0415
-
             yield Jobs(backend, context(PgQueuerQueue()), tasks, schedules)
         elif backend is JobsBackend.QSTASH:
             from conduit.jobs import qstash  # noqa: PLC0415
