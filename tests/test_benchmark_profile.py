@@ -70,3 +70,12 @@ def test_parse_reads_stacks_and_counts() -> None:
 def test_this_interpreter_names_conduit_and_the_standard_library_by_module() -> None:
     assert LAYERS.module(edge.__file__) == "conduit.edge"
     assert LAYERS.module(asyncio.runners.__file__) == "asyncio.runners"
+
+
+def test_an_older_commits_middleware_is_the_edges_layer() -> None:
+    """`--at` a commit before the edge: its middleware, served from a worktree, is what the edge
+    replaced."""
+    worktree = "/scratch/conduit-baseline-x/worktree/src/conduit"
+    raw = f"RequestContext.__call__ ({worktree}/middleware.py:79) 1"
+
+    assert LAYERS.layer(spy.parse(raw)[0][0]) == "Conduit's edge"

@@ -1,6 +1,8 @@
 """`python -m benchmarks.profile`: a request's CPU by layer, as a table (see the package)."""
 
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +12,7 @@ from benchmarks.load import wrk
 from benchmarks.load.wrk import Request, WrkResult
 from benchmarks.profile import spy
 from benchmarks.profile.layers import LAYERS, OTHER, Layers
-from benchmarks.setup import SCRATCH, database, processes, servers
+from benchmarks.setup import SCRATCH, baseline, database, processes, servers
 from conduit.seed import ScaleName
 
 OUTPUT = SCRATCH / "profile"
@@ -83,6 +85,19 @@ def _table(profile: Profile, layers: Layers) -> list[str]:
     return rows
 
 
+def _target(
+    port: int, redis_url: str | None, *, uncached: bool, source: Path | None
+) -> servers.Target:
+    if source is None:
+        return (servers.uncached if uncached else servers.conduit)(port, 1, redis_url)
+    target = servers.baseline(port, 1, source, redis_url)
+    return (
+        replace(target, env={**target.env, "CONDUIT_CACHE_ENABLED": "false"})
+        if uncached
+        else target
+    )
+
+
 @app.command()
 def main(
     *,
@@ -110,6 +125,12 @@ def main(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the dataset.")] = 1,
     port: Annotated[int, typer.Option(help="Conduit's port.")] = 8770,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at", help="A git ref: profile Conduit as of that commit (a step's before)."
+        ),
+    ] = None,
 ) -> None:
     """Profile one Conduit worker under wrk: the server's CPU per request, by layer."""
     if (scenario is None) == (not paths):
@@ -119,27 +140,33 @@ def main(
     wrk.ensure_installed()
     OUTPUT.mkdir(parents=True, exist_ok=True)
     prepared = database.prepare(scale.value, seed)
-    target = (servers.uncached if uncached else servers.conduit)(port, 1, redis_url)
     if redis_url is not None:
         servers.clear_store(redis_url)
+    checkout: AbstractContextManager[Path | None] = (
+        nullcontext() if at is None else baseline.worktree(baseline.revision(at))
+    )
     try:
-        with servers.running([target], database.server_env(prepared.url), OUTPUT) as pids:
-            requests = _requests(prepared, target, paths or [], scenario)
-            profile = _profile(
-                target,
-                pids[target.name],
-                requests,
-                seconds=seconds,
-                warmup=warmup,
-                rate=rate,
-                native=native,
-            )
+        with checkout as source:
+            target = _target(port, redis_url, uncached=uncached, source=source)
+            with servers.running([target], database.server_env(prepared.url), OUTPUT) as pids:
+                requests = _requests(prepared, target, paths or [], scenario)
+                profile = _profile(
+                    target,
+                    pids[target.name],
+                    requests,
+                    seconds=seconds,
+                    warmup=warmup,
+                    rate=rate,
+                    native=native,
+                )
     finally:
         if redis_url is not None:
             servers.clear_store(redis_url)
     store = "in Redis" if redis_url else "in process memory"
     cache = "its cache off" if uncached else f"its cache {store}"
     sent = scenario or ", ".join(f"GET {path}" for path in paths or [])
+    if at is not None:
+        sent += f" as of {at}"
     load = profile.load
     print(
         f"\n{sent} (rotating over {len(dict.fromkeys(requests))} distinct requests) on one Conduit"

@@ -18,11 +18,14 @@ from pathlib import Path
 LAYERS: dict[str, tuple[str, ...]] = {
     "HTTP server": ("uvicorn", "httptools", "uvloop", "h11", "conduit.server"),
     "framework": ("starlette", "fastapi", "pydantic", "pydantic_core"),
+    # Before issue 22 the edge was middleware (`--at` an older commit).
     "Conduit's edge": (
         "conduit.edge",
         "conduit.fast_reads",
         "conduit.request_state",
         "conduit.main",
+        "conduit.middleware",
+        "conduit.cache.anonymous",
     ),
     "cache": ("conduit.cache",),
     "rate limiting": ("conduit.ratelimit", "upstash_ratelimit"),
