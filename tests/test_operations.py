@@ -346,3 +346,20 @@ async def test_an_unmatched_request_s_access_line_shows_its_path(
         assert "long" * 49 not in lines[1]
         assert "GET /api/tags 200" in lines[2]
         assert "path=" not in lines[2]
+
+
+async def test_a_method_the_metrics_do_not_name_is_other(settings: Settings) -> None:
+    """A client chooses the method: the metric's label does not take it as it came."""
+    app = create_app(
+        settings.model_copy(update={"metrics": MetricsSettings(token=SecretStr("the-token"))})
+    )
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        refused = await client.request("BREW-COFFEE-7", "/api/tags")
+        scraped = await client.get("/metrics", headers={"Authorization": "Bearer the-token"})
+
+    assert refused.status_code == 405
+    assert 'method="OTHER",route="/api/tags",status="405"' in scraped.text
+    assert "BREW-COFFEE-7" not in scraped.text
