@@ -197,6 +197,10 @@ def test_a_policy_out_of_range_is_refused(
     ("variables", "message"),
     [
         ({"REDIS_URL": "http://cache:6379"}, "must start with redis://, rediss:// or unix://"),
+        (
+            {"REDIS_URL": "redis://cache:6379/0?health_check_interval=10"},
+            "options not supported: health_check_interval",
+        ),
         ({"UPSTASH_REDIS_REST_URL": "ftp://x", "UPSTASH_REDIS_REST_TOKEN": "t"}, "http"),
         ({"UPSTASH_REDIS_REST_URL": "https://x.upstash.io"}, "set UPSTASH_REDIS_REST_URL and"),
         ({"UPSTASH_REDIS_REST_TOKEN": "t"}, "set UPSTASH_REDIS_REST_URL and"),

@@ -261,6 +261,11 @@ class RedisSettings(BaseSettings):
     def redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        if value is not None:
+            # At start-up, before anything connects; hiredis only where Redis is configured.
+            from conduit.redis_connection import options  # noqa: PLC0415
+
+            options(value)
         return value
 
     @field_validator("rest_url")

@@ -100,13 +100,19 @@ class _Protocol(asyncio.Protocol):
         self.transport.abort()
 
 
+def options(url: str) -> dict[str, Any]:
+    """What `url` says, as redis-py reads a URL; a ValueError names what it says that a
+    multiplexed connection does not honour (redis-py's socket and pool tuning)."""
+    parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    unknown = set(parsed) - _OPTIONS - _TLS_OPTIONS
+    if unknown:
+        raise ValueError(f"REDIS_URL: options not supported: {', '.join(sorted(unknown))}")
+    return parsed
+
+
 class RedisConnection:
     def __init__(self, url: str, *, timeout_seconds: float) -> None:
-        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        unknown = set(options) - _OPTIONS - _TLS_OPTIONS
-        if unknown:
-            raise ValueError(f"REDIS_URL: options not supported: {', '.join(sorted(unknown))}")
-        self._options = options
+        self._options = options(url)
         self._timeout = timeout_seconds
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
