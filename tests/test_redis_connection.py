@@ -7,7 +7,13 @@ import secrets
 
 import pytest
 
-from conduit.redis_connection import AuthenticationFailed, RedisConnection, ReplyError
+from conduit.redis_connection import (
+    Address,
+    AuthenticationFailed,
+    RedisConnection,
+    ReplyError,
+    address,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.one_pass]
 
@@ -79,3 +85,39 @@ async def test_refused_credentials_say_so(redis_url: str) -> None:
 def test_an_option_it_does_not_honour_is_refused() -> None:
     with pytest.raises(ValueError, match="socket_keepalive"):
         RedisConnection("redis://localhost/0?socket_keepalive=true", timeout_seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://cache", Address("cache", 6379, None, 0, None, None, None)),
+        (
+            "rediss://default:p%40ss@x.upstash.io:6380/2",
+            Address("x.upstash.io", 6380, None, 2, "default", "p@ss", {}),
+        ),
+        (
+            "redis://:secret@cache/0?db=3&ssl_cert_reqs=none",
+            Address("cache", 6379, None, 3, None, "secret", None),
+        ),
+        (
+            "unix:///run/redis.sock?db=1",
+            Address("localhost", 6379, "/run/redis.sock", 1, None, None, None),
+        ),
+    ],
+)
+def test_an_address_is_read_from_the_url_as_redis_clients_read_it(
+    url: str, expected: Address
+) -> None:
+    assert address(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://cache/zero", "the database is a number"),
+        ("rediss://cache?ssl_cert_reqs=sometimes", "ssl_cert_reqs is none, optional or required"),
+    ],
+)
+def test_an_address_it_cannot_take_is_refused_saying_why(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        address(url)

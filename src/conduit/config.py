@@ -263,9 +263,9 @@ class RedisSettings(BaseSettings):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
         if value is not None:
             # At start-up, before anything connects; hiredis only where Redis is configured.
-            from conduit.redis_connection import options  # noqa: PLC0415
+            from conduit.redis_connection import address  # noqa: PLC0415
 
-            options(value)
+            address(value)
         return value
 
     @field_validator("rest_url")

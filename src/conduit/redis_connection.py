@@ -19,13 +19,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
-from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
-# What `REDIS_URL` may say besides where and as whom (redis-py's names for them).
-_TLS_OPTIONS = {"ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname"}
-_OPTIONS = {"host", "port", "path", "db", "username", "password", "connection_class"}
+# What `REDIS_URL`'s query may say (redis-py's names for them, which operators know).
+_OPTIONS = {"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname"}
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 Command = tuple[str | bytes | int, ...]
@@ -100,19 +99,51 @@ class _Protocol(asyncio.Protocol):
         self.transport.abort()
 
 
-def options(url: str) -> dict[str, Any]:
-    """What `url` says, as redis-py reads a URL; a ValueError names what it says that a
-    multiplexed connection does not honour (redis-py's socket and pool tuning)."""
-    parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-    unknown = set(parsed) - _OPTIONS - _TLS_OPTIONS
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where `REDIS_URL` points and as whom: a host and port, or a unix socket's path."""
+
+    host: str
+    port: int
+    socket: str | None
+    db: int
+    username: str | None
+    password: str | None
+    # `rediss://`: TLS, checked as the query says (`ssl_cert_reqs`, `ssl_ca_certs`,
+    # `ssl_check_hostname`); None otherwise.
+    tls: dict[str, str] | None
+
+
+def address(url: str) -> Address:
+    """What `url` says, as `redis://[[user]:password@]host[:port][/db]`, `rediss://` (the same
+    over TLS) or `unix://[[user]:password@]/path`; a ValueError says what it cannot take, a
+    query option above all (redis-py's socket and pool tuning is not a multiplexed
+    connection's)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    unknown = sorted(set(query) - _OPTIONS)
     if unknown:
-        raise ValueError(f"REDIS_URL: options not supported: {', '.join(sorted(unknown))}")
-    return parsed
+        raise ValueError(f"REDIS_URL: options not supported: {', '.join(unknown)}")
+    if query.get("ssl_cert_reqs", "required").lower() not in _CERT_REQS:
+        raise ValueError("REDIS_URL: ssl_cert_reqs is none, optional or required")
+    unix = parts.scheme == "unix"
+    db = query.get("db") or ("" if unix else parts.path.lstrip("/")) or "0"
+    if not db.isdigit():
+        raise ValueError("REDIS_URL: the database is a number (`/1`)")
+    return Address(
+        host=parts.hostname or "localhost",
+        port=parts.port or 6379,
+        socket=parts.path if unix else None,
+        db=int(db),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=query if parts.scheme == "rediss" else None,
+    )
 
 
 class RedisConnection:
     def __init__(self, url: str, *, timeout_seconds: float) -> None:
-        self._options = options(url)
+        self._address = address(url)
         self._timeout = timeout_seconds
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
@@ -153,25 +184,21 @@ class RedisConnection:
             return await self._open()
 
     async def _open(self) -> _Protocol:
-        options = self._options
+        where = self._address
         loop = asyncio.get_running_loop()
-        connection_class = options.get("connection_class")
         transport: asyncio.BaseTransport
-        if connection_class is UnixDomainSocketConnection:
-            transport, protocol = await loop.create_unix_connection(_Protocol, options["path"])
+        if where.socket is not None:
+            transport, protocol = await loop.create_unix_connection(_Protocol, where.socket)
         else:
-            tls = _tls(options) if connection_class is SSLConnection else None
-            host = options.get("host", "localhost")
+            tls = None if where.tls is None else _tls(where.tls)
             transport, protocol = await loop.create_connection(
-                _Protocol, host, options.get("port", 6379), ssl=tls
+                _Protocol, where.host, where.port, ssl=tls
             )
         handshake: list[Command] = []
-        if "password" in options:
-            handshake.append(
-                ("AUTH", *filter(None, (options.get("username"), options["password"])))
-            )
-        if options.get("db"):
-            handshake.append(("SELECT", options["db"]))
+        if where.password is not None:
+            handshake.append(("AUTH", *filter(None, (where.username, where.password))))
+        if where.db:
+            handshake.append(("SELECT", where.db))
         if handshake:
             try:
                 replies = await protocol.send(handshake)
@@ -181,7 +208,7 @@ class RedisConnection:
             failed = next((reply for reply in replies if isinstance(reply, ReplyError)), None)
             if failed is not None:
                 transport.abort()
-                if "password" in options and replies[0] is failed:
+                if where.password is not None and replies[0] is failed:
                     raise AuthenticationFailed(str(failed))
                 raise failed
         return protocol
@@ -199,10 +226,10 @@ def _raise_first_error(replies: list[Any]) -> None:
             raise reply
 
 
-def _tls(options: dict[str, Any]) -> ssl.SSLContext:
+def _tls(options: dict[str, str]) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
-    requirement = options.get("ssl_cert_reqs", "required")
-    check_hostname = options.get("ssl_check_hostname", requirement != "none")
-    context.check_hostname = check_hostname not in (False, "false", "False", "0")
-    context.verify_mode = _CERT_REQS[str(requirement).lower()]
+    requirement = options.get("ssl_cert_reqs", "required").lower()
+    check_hostname = options.get("ssl_check_hostname", str(requirement != "none"))
+    context.check_hostname = check_hostname.lower() not in {"false", "0", "no"}
+    context.verify_mode = _CERT_REQS[requirement]
     return context
