@@ -6,6 +6,7 @@ import asyncio
 import secrets
 
 import pytest
+import redis
 
 from conduit.redis_connection import (
     Address,
@@ -121,3 +122,16 @@ def test_an_address_is_read_from_the_url_as_redis_clients_read_it(
 def test_an_address_it_cannot_take_is_refused_saying_why(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         address(url)
+
+
+async def test_the_database_the_url_names_is_the_one_used(redis_url: str) -> None:
+    other = f"{redis_url.rsplit('/', 1)[0]}/{(address(redis_url).db + 1) % 16}"
+    key = f"test:database:{secrets.token_hex(4)}"
+    connection = RedisConnection(other, timeout_seconds=5)
+    try:
+        await connection.run([("SET", key, "here", "EX", 60)])
+    finally:
+        await connection.aclose()
+
+    with redis.Redis.from_url(other) as in_five, redis.Redis.from_url(redis_url) as in_url:
+        assert (in_five.get(key), in_url.get(key)) == (b"here", None)
