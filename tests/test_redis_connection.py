@@ -7,6 +7,10 @@ import secrets
 
 import pytest
 import redis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from conduit.redis_connection import (
     Address,
@@ -135,3 +139,21 @@ async def test_the_database_the_url_names_is_the_one_used(redis_url: str) -> Non
 
     with redis.Redis.from_url(other) as in_five, redis.Redis.from_url(redis_url) as in_url:
         assert (in_five.get(key), in_url.get(key)) == (b"here", None)
+
+
+async def test_with_a_tracer_each_round_trip_is_a_span_named_by_its_commands(
+    redis_url: str,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    connection = RedisConnection(redis_url, timeout_seconds=5, tracer=provider.get_tracer("test"))
+    try:
+        await connection.run([("PING",), ("ECHO", "traced")])
+    finally:
+        await connection.aclose()
+
+    [span] = exporter.get_finished_spans()
+    assert span.name == "PING ECHO"
+    assert span.kind is SpanKind.CLIENT
+    assert dict(span.attributes or {})["db.system"] == "redis"

@@ -254,9 +254,14 @@ async def connect(settings: RedisSettings) -> AsyncIterator[Store]:
     start-up is an outage like any other, not a reason to refuse to serve. A client library is
     imported only when its store is configured (redis-py alone costs ~16 MiB per process)."""
     if settings.url is not None:
+        from conduit import tracing
         from conduit.redis_connection import RedisConnection, ReplyError
 
-        connection = RedisConnection(settings.url, timeout_seconds=settings.timeout_seconds)
+        connection = RedisConnection(
+            settings.url,
+            timeout_seconds=settings.timeout_seconds,
+            tracer=tracing.tracer("conduit.redis") if tracing.enabled() else None,
+        )
         try:
             yield Redis(
                 connection,

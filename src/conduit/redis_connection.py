@@ -18,10 +18,13 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 # What `REDIS_URL`'s query may say (redis-py's names for them, which operators know).
 _OPTIONS = {"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname"}
@@ -142,15 +145,33 @@ def address(url: str) -> Address:
 
 
 class RedisConnection:
-    def __init__(self, url: str, *, timeout_seconds: float) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float, tracer: "Tracer | None" = None) -> None:
         self._address = address(url)
         self._timeout = timeout_seconds
+        # With tracing on (`conduit.tracing`), a span for each call, named by its commands.
+        self._tracer = tracer
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         """The commands' replies, raising the first error reply as `ReplyError`; bounded by
         the timeout as a whole, connecting first if need be."""
+        if self._tracer is None:
+            return await self._run(commands)
+        from opentelemetry.trace import SpanKind  # noqa: PLC0415 (only with tracing on)
+
+        names = " ".join(_text(command[0]) for command in commands)
+        where = self._address
+        attributes: dict[str, str | int] = {
+            "db.system": "redis",
+            "db.operation": names,
+            "db.redis.database_index": where.db,
+            "server.address": where.socket or where.host,
+        }
+        with self._tracer.start_as_current_span(names, kind=SpanKind.CLIENT, attributes=attributes):
+            return await self._run(commands)
+
+    async def _run(self, commands: Sequence[Command]) -> list[Any]:
         protocol = None
         try:
             async with asyncio.timeout(self._timeout):
@@ -218,6 +239,10 @@ class RedisConnection:
             self._connecting.cancel()
         if self._protocol is not None:
             self._protocol.close(ConnectionLost("closed by Conduit"))
+
+
+def _text(part: str | bytes | int) -> str:
+    return part.decode() if isinstance(part, bytes) else str(part)
 
 
 def _raise_first_error(replies: list[Any]) -> None:

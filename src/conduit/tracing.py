@@ -2,9 +2,10 @@
 for it: with none set, nothing of OpenTelemetry is imported and a request pays nothing.
 
 On, a span is recorded for every request (FastAPI), statement (SQLAlchemy for writes, asyncpg
-for the read path) and Redis command, and exported by OTLP over HTTP
-(`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`, ...) or written to stdout
-(`OTEL_TRACES_EXPORTER=console`). `OTEL_SERVICE_NAME` names the service (default `conduit`).
+for the read path) and round trip to Redis (`conduit.redis_connection`, named by its
+commands), and exported by OTLP over HTTP (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+`OTEL_EXPORTER_OTLP_HEADERS`, ...) or written to stdout (`OTEL_TRACES_EXPORTER=console`).
+`OTEL_SERVICE_NAME` names the service (default `conduit`).
 """
 
 import os
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Tracer
 
 _ASKED_BY = (
     "OTEL_TRACES_EXPORTER",
@@ -62,13 +64,19 @@ def provider() -> "TracerProvider":
 def instrument_app(app: FastAPI, tracer_provider: "TracerProvider") -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor  # noqa: PLC0415
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor  # noqa: PLC0415
-    from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: PLC0415
 
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=tracer_provider, excluded_urls="/health/.*,/metrics"
     )
     AsyncPGInstrumentor().instrument(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
-    RedisInstrumentor().instrument(tracer_provider=tracer_provider)
+
+
+def tracer(name: str) -> "Tracer":
+    """A tracer of the process's provider (`provider`), for what no instrumentation covers:
+    Conduit's own Redis connection (`conduit.redis_connection`)."""
+    from opentelemetry import trace  # noqa: PLC0415
+
+    return trace.get_tracer(name)
 
 
 def instrument_engine(engine: AsyncEngine, tracer_provider: "TracerProvider") -> None:
