@@ -123,7 +123,7 @@ def _counts_caller(dependant: Dependant) -> bool:
 def test_every_api_route_counts_its_caller_against_a_rate_limit() -> None:
     """Through the authentication dependency (by user, key or address) or, on routes that do
     not authenticate, through one of the limits by address."""
-    routes = create_app(Settings()).api_routes()
+    routes = create_app(Settings()).api_routes
     unlimited = [
         f"{sorted(route.methods or ())} {route.path}"
         for route in routes

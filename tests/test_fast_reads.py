@@ -5,16 +5,17 @@ the fast path's, whatever they are."""
 from typing import Annotated
 
 import pytest
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from httpx import ASGITransport, AsyncClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from conduit import api
 from conduit.auth.dependencies import OptionalCaller
 from conduit.cache import Cached
 from conduit.config import Settings
 from conduit.database import ReadSession
 from conduit.edge import Edge
-from conduit.main import API_PREFIX, create_app
+from conduit.main import create_app
 from tests.factories import auth, create_article, favorite, register
 from tests.statements import StatementRecorder
 
@@ -98,7 +99,7 @@ async def test_a_parameter_added_to_a_cached_read_is_the_fast_paths_too(
     settings = settings.model_copy(
         update={"cache": settings.cache.model_copy(update={"enabled": cached})}
     )
-    router = APIRouter()
+    router = api.router(tags=["Echo"])
 
     @router.get("/echo")
     async def echo(
@@ -112,8 +113,7 @@ async def test_a_parameter_added_to_a_cached_read_is_the_fast_paths_too(
         return Response(word * times)
 
     app = create_app(settings)
-    app.include_router(router, prefix=API_PREFIX)
-    app.api_routers = (*app.api_routers, router)
+    app.include_api(router)
     edge = app.build_middleware_stack()
     assert isinstance(edge, Edge)
     framework: list[str] = []

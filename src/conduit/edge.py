@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import structlog
 from fastapi import Request, Response
@@ -72,14 +72,12 @@ class Edge:
         *,
         settings: Settings,
         fast_reads: FastReads,
-        route_templates: Mapping[int, str],
     ) -> None:
         self.framework = framework
         self.settings = settings
         self.fast_reads = fast_reads
         # A cross-origin request needs CORS headers: the framework's CORS middleware adds them.
         self.cors = bool(settings.http.cors_origins)
-        self.route_templates = route_templates
         self.max_body_bytes = settings.http.max_body_bytes
         hsts_seconds = settings.http.hsts_seconds
         self.hsts = f"max-age={hsts_seconds}; includeSubDomains" if hsts_seconds else None
@@ -171,7 +169,7 @@ class Edge:
         state = exchange.state
         route = state.route
         if route is None and (matched := scope.get("route")) is not None:
-            route = self.route_templates.get(id(matched)) or matched.path
+            route = matched.path_format
         status = exchange.status
         if self.metrics:
             key = (method if method in _METHODS else "OTHER", route or "unmatched", status)

@@ -154,15 +154,15 @@ def _fast_read(template: str, route: APIRoute) -> FastRead | None:
 
 
 class FastReads:
-    """The GET routes under `prefix`, in the order the framework matches them, and the cached
-    reads among them. A request is answered here only if the first route matching it is a
-    cached read: a route before it that matches too takes it, as it would in the framework."""
+    """The GET routes, in the order the framework matches them, and the cached reads among
+    them. A request is answered here only if the first route matching it is a cached read: a
+    route before it that matches too takes it, as it would in the framework."""
 
-    def __init__(self, prefix: str, routes: Iterable[APIRoute]) -> None:
+    def __init__(self, routes: Iterable[APIRoute]) -> None:
         self._table = [
             (
-                Route(f"{prefix}{route.path}", route.endpoint, methods=["GET"]),
-                _fast_read(f"{prefix}{route.path_format}", route),
+                Route(route.path, route.endpoint, methods=["GET"]),
+                _fast_read(route.path_format, route),
             )
             for route in routes
             if route.methods and "GET" in route.methods

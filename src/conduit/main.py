@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import clients, docs, kv, logs, metrics, openapi, operations, tracing
+from conduit import api, clients, docs, kv, logs, metrics, openapi, operations, tracing
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.router import router as auth_router
@@ -65,36 +65,28 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
-API_PREFIX = "/api"
-
-
 class Conduit(FastAPI):
     """FastAPI behind Conduit's edge (`conduit.edge.Edge`): every HTTP request meets the edge
     before the framework's own middleware, and a cached anonymous read is answered there, by
-    the fast path built from the `/api` routes (`conduit.fast_reads`)."""
+    the fast path built from the API's routes (`conduit.fast_reads`)."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.api_routers: tuple[APIRouter, ...] = ()
+        self.api_routes: list[APIRoute] = []
 
-    def api_routes(self) -> list[APIRoute]:
-        """The `/api` routes, in the order the framework matches them."""
-        return [
-            route
-            for router in self.api_routers
-            for route in router.routes
-            if isinstance(route, APIRoute)
-        ]
+    def include_api(self, router: APIRouter) -> None:
+        """The router's routes (`conduit.api.router`) as the app's own, matched after those
+        already here."""
+        routes = [route for route in router.routes if isinstance(route, APIRoute)]
+        self.router.routes.extend(routes)
+        self.api_routes.extend(routes)
 
     def build_middleware_stack(self) -> ASGIApp:
-        routes = self.api_routes()
         edge = Edge(
             super().build_middleware_stack(),
             settings=self.settings,
-            fast_reads=FastReads(API_PREFIX, routes),
-            # A request's route is the router's own, which knows its path without the prefix.
-            route_templates={id(route): f"{API_PREFIX}{route.path_format}" for route in routes},
+            fast_reads=FastReads(self.api_routes),
         )
         trusted = self.settings.http.trusted_proxies
         if not trusted:
@@ -146,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Conduit:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        generate_unique_id_function=openapi.operation_id,
+        generate_unique_id_function=api.operation_id,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         # Served by `conduit.docs`, with their assets.
         docs_url=None,
@@ -186,12 +178,9 @@ def _include_routes(app: Conduit, settings: Settings) -> None:
         api_keys_router,
         notifications_router,
     )
-    # Included straight into the app: a shared /api router in between is one more level of
-    # route matching on every request.
     for router in routers:
-        app.include_router(router, prefix=API_PREFIX)
-    app.api_routers = routers
-    openapi.complete(app, app.api_routes(), prefix=API_PREFIX)
+        app.include_api(router)
+    openapi.complete(app, app.api_routes)
     app.include_router(operations.router)
     if settings.metrics_on_serving_port:
         app.include_router(operations.metrics_router)

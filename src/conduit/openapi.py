@@ -46,14 +46,9 @@ _LINKS: dict[tuple[str, int], dict[str, dict[str, str]]] = {
 }
 
 
-def operation_id(route: APIRoute) -> str:
-    """The route's function name: `get_article`, `create_article`; what links refer to."""
-    return route.name
-
-
-def complete(app: FastAPI, routes: Iterable[APIRoute], prefix: str) -> None:
-    """Complete the document FastAPI generates for `app`, whose API `routes` (included under
-    `prefix`) all use the database."""
+def complete(app: FastAPI, routes: Iterable[APIRoute]) -> None:
+    """Complete the document FastAPI generates for `app`, whose API `routes` all use the
+    database."""
     generate = app.openapi
     routes = list(routes)
 
@@ -64,7 +59,7 @@ def complete(app: FastAPI, routes: Iterable[APIRoute], prefix: str) -> None:
         document.setdefault("components", {})["securitySchemes"] = security_schemes()
         for route in routes:
             for method in route.methods or ():
-                operation = document["paths"][prefix + route.path_format][method.lower()]
+                operation = document["paths"][route.path_format][method.lower()]
                 if security := security_requirement(route):
                     operation["security"] = security
                 codes = operation["responses"]

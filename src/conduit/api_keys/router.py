@@ -1,7 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import Path, Response, status
 
+from conduit import api
 from conduit.api_keys import reads, service
 from conduit.api_keys.schemas import ApiKeysResponse, CreatedApiKeyResponse, NewApiKeyRequest
 from conduit.auth.dependencies import RecentlySignedInUser, SignedInUser
@@ -9,7 +10,7 @@ from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.schemas import JSONText
 
-router = APIRouter(prefix="/user/api-keys", tags=["API keys"], responses=responses(429))
+router = api.router("/user/api-keys", tags=["API keys"])
 
 _SIGNED_IN = responses(401, 403)
 

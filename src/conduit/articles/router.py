@@ -1,8 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 from starlette.convertors import Convertor, register_url_convertor
 
+from conduit import api
 from conduit.articles import reads, service
 from conduit.articles.dependencies import ValidArticle
 from conduit.articles.schemas import (
@@ -17,7 +18,7 @@ from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.schemas import ANY_TEXT, JSONText, PathName
 
-router = APIRouter(prefix="/articles", tags=["Articles"], responses=responses(429))
+router = api.router("/articles", tags=["Articles"])
 
 
 class _ArticleSlug(Convertor[str]):

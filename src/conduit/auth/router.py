@@ -1,7 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import Form, Request, Response, status
 
+from conduit import api
 from conduit.auth import password_reset, service, sessions
 from conduit.auth.dependencies import (
     AppSettings,
@@ -31,7 +32,7 @@ from conduit.ratelimit.dependencies import (
     may_send_reset,
 )
 
-router = APIRouter(tags=["User and Authentication"], responses=responses(429))
+router = api.router(tags=["User and Authentication"])
 
 
 def _user_response(user: User | Account, token: str) -> UserResponse:

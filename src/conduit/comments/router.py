@@ -1,7 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import Path, Response, status
 
+from conduit import api
 from conduit.articles.dependencies import ValidArticle
 from conduit.auth.dependencies import CurrentUser, OptionalCaller
 from conduit.cache import NOT_MODIFIED, Cached
@@ -11,7 +12,7 @@ from conduit.database import ReadSession, Session, SessionReader
 from conduit.errors import responses
 from conduit.schemas import JSONText, PathName
 
-router = APIRouter(prefix="/articles/{slug}/comments", tags=["Comments"], responses=responses(429))
+router = api.router("/articles/{slug}/comments", tags=["Comments"])
 
 
 @router.get(

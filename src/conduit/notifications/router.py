@@ -1,7 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
+from conduit import api
 from conduit.auth.dependencies import CurrentUser
 from conduit.database import ReadSession, Session
 from conduit.errors import responses
@@ -9,7 +10,7 @@ from conduit.notifications import reads, service
 from conduit.notifications.schemas import MarkRead, NotificationsResponse
 from conduit.schemas import JSONText
 
-router = APIRouter(prefix="/notifications", tags=["Notifications"], responses=responses(429))
+router = api.router("/notifications", tags=["Notifications"])
 
 MAX_PAGE_SIZE = 100
 

@@ -1,5 +1,6 @@
-from fastapi import APIRouter, Response
+from fastapi import Response
 
+from conduit import api
 from conduit.auth.dependencies import CurrentUser, OptionalCaller
 from conduit.cache import NOT_MODIFIED, Cached
 from conduit.database import ReadSession, Session, SessionReader
@@ -8,7 +9,7 @@ from conduit.profiles import reads, service
 from conduit.profiles.schemas import ProfileResponse
 from conduit.schemas import JSONText, PathName
 
-router = APIRouter(prefix="/profiles", tags=["Profile"], responses=responses(429))
+router = api.router("/profiles", tags=["Profile"])
 
 
 @router.get(

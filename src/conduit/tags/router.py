@@ -1,13 +1,13 @@
-from fastapi import APIRouter, Response
+from fastapi import Response
 
+from conduit import api
 from conduit.auth.dependencies import AnonymousCaller
 from conduit.cache import NOT_MODIFIED, Cached
 from conduit.database import ReadSession
-from conduit.errors import responses
 from conduit.tags import reads
 from conduit.tags.schemas import TagsResponse
 
-router = APIRouter(tags=["Tags"], responses=responses(429))
+router = api.router(tags=["Tags"])
 
 
 @router.get("/tags", response_model=TagsResponse, responses=NOT_MODIFIED)
