@@ -8,6 +8,8 @@ second time, on the first request, and matches every request through one more le
 is FastAPI's `app.dependency_overrides`, which reaches only routes it built for the app; the
 tests run the real dependencies."""
 
+from enum import Enum
+
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
@@ -21,11 +23,11 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def router(prefix: str = "", *, tags: list[str]) -> APIRouter:
+def router(prefix: str = "", *, tags: list[str | Enum]) -> APIRouter:
     """A domain's router, its routes at `/api` + `prefix` + their own path."""
     return APIRouter(
         prefix=PREFIX + prefix,
-        tags=list(tags),
+        tags=tags,
         responses=responses(429),
         generate_unique_id_function=operation_id,
     )
