@@ -1,4 +1,5 @@
 import asyncio
+import gc
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from sqlalchemy import create_engine, inspect
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
+from conduit import __main__ as entry_point
 from conduit.cli import app
 from conduit.config import DatabaseSettings, JobsSettings, Settings
 from conduit.database import SCHEMA_REVISION
@@ -143,6 +145,21 @@ def test_version_and_short_help() -> None:
     assert short_help.exit_code == serve_help.exit_code == 0
     assert "serve" in short_help.output
     assert "--workers" in serve_help.output
+
+
+def test_the_command_runs_with_the_collector_on_after_freezing_what_importing_created(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["conduit", "--version"])
+    frozen = gc.get_freeze_count()
+
+    with pytest.raises(SystemExit) as exited:
+        entry_point.main()
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == "conduit 0.12.0\n"
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > frozen
 
 
 def _command_paths(group: TyperGroup, path: list[str]) -> Iterator[list[str]]:
