@@ -76,6 +76,21 @@ async def test_a_call_without_a_reply_in_time_closes_the_connection_and_the_next
     assert second != first
 
 
+async def test_a_late_call_sent_after_an_answered_one_times_out_at_its_own_deadline(
+    redis_url: str,
+) -> None:
+    """The timer set for the first call finds it answered and the later call not yet due: it
+    watches the later call instead, which then times out."""
+    connection = RedisConnection(redis_url, timeout_seconds=0.3)
+    try:
+        await connection.run([("PING",)])
+        await asyncio.sleep(0.2)
+        with pytest.raises(TimeoutError):
+            await connection.run([("BLPOP", f"test:nothing:{secrets.token_hex(4)}", 1)])
+    finally:
+        await connection.aclose()
+
+
 async def test_refused_credentials_say_so(redis_url: str) -> None:
     scheme, _, rest = redis_url.partition("://")
     wrong = f"{scheme}://nobody:wrong-password@{rest.rpartition('@')[2]}"

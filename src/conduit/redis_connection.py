@@ -10,7 +10,9 @@ read's CPU (docs/benchmarks.md, issue 22).
 
 A call that does not get its replies in time closes the connection, failing the calls that
 share it: a reply that never comes cannot be told from one that is late, and the next call
-connects again. Redis's error replies are raised as `ReplyError`.
+connects again. One timer watches the oldest call, the first to be late if any is, rather than
+a timer per call (with `asyncio.timeout` per call a cached read cost 9% more CPU). Redis's
+error replies are raised as `ReplyError`.
 """
 
 import asyncio
@@ -18,6 +20,7 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -48,13 +51,17 @@ class _Call:
 
     done: asyncio.Future[list[Any]]
     expected: int
+    deadline: float
     replies: list[Any] = field(default_factory=list)
 
 
 class _Protocol(asyncio.Protocol):
     transport: asyncio.Transport
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout = timeout_seconds
+        # Set while a call waits: when the oldest of them is due.
+        self.watch: asyncio.TimerHandle | None = None
         self.reader = hiredis.Reader()
         self.waiting: deque[_Call] = deque()
         self.lost: BaseException | None = None
@@ -83,19 +90,43 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or ConnectionLost("closed by the server")
+        if self.watch is not None:
+            self.watch.cancel()
         while self.waiting:
             call = self.waiting.popleft()
             if not call.done.done():
                 call.done.set_exception(ConnectionLost(str(self.lost)))
 
     def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
-        call = _Call(asyncio.get_running_loop().create_future(), len(commands))
+        """The commands' replies, or a TimeoutError if they do not come within the timeout."""
+        loop = asyncio.get_running_loop()
+        call = _Call(loop.create_future(), len(commands), loop.time() + self.timeout)
         self.waiting.append(call)
+        if self.watch is None:
+            self.watch = loop.call_at(call.deadline, self._overdue)
         self.transport.write(
             # hiredis's stub types a command as a tuple of one part.
             b"".join(hiredis.pack_command(command) for command in commands)  # type: ignore[arg-type]
         )
         return call.done
+
+    def _overdue(self) -> None:
+        """At the deadline of what was the oldest call: the calls are answered in the order
+        they were sent, and due in that order, so the oldest still waiting is late or is the
+        next to watch."""
+        self.watch = None
+        if not self.waiting:
+            return
+        oldest = self.waiting[0]
+        loop = asyncio.get_running_loop()
+        if loop.time() < oldest.deadline:
+            self.watch = loop.call_at(oldest.deadline, self._overdue)
+            return
+        late = TimeoutError("no reply in time")
+        self.waiting.popleft()
+        if not oldest.done.done():
+            oldest.done.set_exception(late)
+        self.close(late)
 
     def close(self, reason: BaseException) -> None:
         self.lost = reason
@@ -154,8 +185,8 @@ class RedisConnection:
         self._connecting: asyncio.Task[_Protocol] | None = None
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
-        """The commands' replies, raising the first error reply as `ReplyError`; bounded by
-        the timeout as a whole, connecting first if need be."""
+        """The commands' replies, raising the first error reply as `ReplyError`: connecting
+        first if need be, and each step bounded by the timeout (TimeoutError)."""
         if self._tracer is None:
             return await self._run(commands)
         from opentelemetry.trace import SpanKind  # noqa: PLC0415 (only with tracing on)
@@ -172,15 +203,8 @@ class RedisConnection:
             return await self._run(commands)
 
     async def _run(self, commands: Sequence[Command]) -> list[Any]:
-        protocol = None
-        try:
-            async with asyncio.timeout(self._timeout):
-                protocol = await self._connected()
-                replies = await protocol.send(commands)
-        except TimeoutError:
-            if protocol is not None:
-                protocol.close(TimeoutError("no reply in time"))
-            raise
+        protocol = await self._connected()
+        replies = await protocol.send(commands)
         _raise_first_error(replies)
         return replies
 
@@ -207,13 +231,14 @@ class RedisConnection:
     async def _open(self) -> _Protocol:
         where = self._address
         loop = asyncio.get_running_loop()
+        connected = partial(_Protocol, self._timeout)
         transport: asyncio.BaseTransport
         if where.socket is not None:
-            transport, protocol = await loop.create_unix_connection(_Protocol, where.socket)
+            transport, protocol = await loop.create_unix_connection(connected, where.socket)
         else:
             tls = None if where.tls is None else _tls(where.tls)
             transport, protocol = await loop.create_connection(
-                _Protocol, where.host, where.port, ssl=tls
+                connected, where.host, where.port, ssl=tls
             )
         handshake: list[Command] = []
         if where.password is not None:
