@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from conduit.auth.dependencies import security_requirement, security_schemes
 from conduit.config import Settings
-from conduit.errors import responses
+from conduit.errors import ErrorResponse, responses
 
 # The operations one operation's answer leads to (OpenAPI links), so that a client, or a fuzzer,
 # can follow a resource from its creation to its deletion. Keyed by operation id (the route's
@@ -56,16 +56,21 @@ def complete(app: FastAPI, routes: Iterable[APIRoute]) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()
-        document.setdefault("components", {})["securitySchemes"] = security_schemes()
+        components = document.setdefault("components", {})
+        components["securitySchemes"] = security_schemes()
+        schemas = {**components["schemas"], "ErrorResponse": ErrorResponse.model_json_schema()}
+        # In FastAPI's order, by name.
+        components["schemas"] = dict(sorted(schemas.items()))
         for route in routes:
             for method in route.methods or ():
                 operation = document["paths"][route.path_format][method.lower()]
                 if security := security_requirement(route):
                     operation["security"] = security
                 codes = operation["responses"]
-                codes.setdefault("503", _middleware_response(status.HTTP_503_SERVICE_UNAVAILABLE))
+                # The errors the edge and the database's outage send, not the route.
+                codes.setdefault("503", responses(status.HTTP_503_SERVICE_UNAVAILABLE)[503])
                 if "requestBody" in operation:
-                    codes.setdefault("413", _middleware_response(status.HTTP_413_CONTENT_TOO_LARGE))
+                    codes.setdefault("413", responses(status.HTTP_413_CONTENT_TOO_LARGE)[413])
                 success = route.status_code or status.HTTP_200_OK
                 if links := _LINKS.get((route.name, success)):
                     codes[str(success)]["links"] = {
@@ -75,16 +80,6 @@ def complete(app: FastAPI, routes: Iterable[APIRoute]) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _middleware_response(code: int) -> dict[str, Any]:
-    """An error the middleware sends (413 for the body limit, 503 for the database), in the
-    error shape that the routes' own errors put in the document's components."""
-    declared = responses(code)[code]
-    return {
-        "description": declared["description"],
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
-    } | ({"headers": declared["headers"]} if "headers" in declared else {})
 
 
 def render(document: dict[str, Any]) -> str:
