@@ -1,5 +1,7 @@
 """argon2id password hashing, off the event loop on a bounded pool of threads."""
 
+from functools import cached_property
+
 import anyio
 import anyio.to_thread
 from argon2 import PasswordHasher as Argon2Hasher
@@ -15,7 +17,13 @@ DECOY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$6Cd11TVTp7CUvg+Zp7LfzQ$0hA6ADcb/ZhO
 
 class PasswordHasher:
     def __init__(self, concurrency: int) -> None:
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._concurrency = concurrency
+
+    @cached_property
+    def _limiter(self) -> anyio.CapacityLimiter:
+        # Made by the first hash: making it loads anyio's asyncio backend, a hundredth of a
+        # start, which a process needs for nothing else before its first sign-in.
+        return anyio.CapacityLimiter(self._concurrency)
 
     async def hash(self, password: str) -> str:
         return await anyio.to_thread.run_sync(_hasher.hash, password, limiter=self._limiter)
