@@ -7,7 +7,8 @@ request. On PostgreSQL that is PgQueuer's insert, on SQLite the `jobs` outbox ro
 
 Throughput (PostgreSQL): with 1, then 2, `conduit worker` processes running and idle, one
 transaction enqueues N jobs; the time from its commit until the queue is empty gives jobs/s.
-Each job is real work: it inserts its notification in a transaction of its own.
+Each job is real work: it inserts its notification in a transaction of its own, each for a user
+of its own (a follow notifies once a day per pair, so N follows of one user would write one).
 
     .tools/bin/uv run python -m benchmarks.jobs [--jobs 5000] [--requests 2000]
 
@@ -55,16 +56,17 @@ def _recreate(server_url: str) -> str:
     return url
 
 
-async def _prepare(url: str) -> None:
-    """Migrate, and add the two users every job names."""
+async def _prepare(url: str, followees: int = 1) -> None:
+    """Migrate, and add the follower (id 1) and the users it follows (ids 2 on)."""
     engine = create_engine(DatabaseSettings(url=url))
+    names = ["follower", *(f"followee{n}" for n in range(followees))]
     try:
         await migrations.upgrade(engine)
         async with transaction(create_sessions(engine)) as session:
             session.add_all(
                 [
                     User(username=name, email=f"{name}@example.com", password_hash="!")  # noqa: S106 (no sign-in)
-                    for name in ("follower", "followee")
+                    for name in names
                 ]
             )
     finally:
@@ -124,9 +126,11 @@ def _workers(url: str, count: int, logs: Path) -> Iterator[None]:
 async def _throughput(url: str, jobs: int) -> float:
     async with _connected(url) as connected:
         async with connected.jobs.context.unit_of_work() as session:
-            for _ in range(jobs):
+            for n in range(jobs):
                 await enqueue(
-                    session, user_followed, Followed(at=utcnow(), follower_id=1, followee_id=2)
+                    session,
+                    user_followed,
+                    Followed(at=utcnow(), follower_id=1, followee_id=2 + n),
                 )
         committed = time.perf_counter()
         async with connected.database.engine.connect() as connection:
@@ -162,7 +166,7 @@ def main(
         logs = Path(scratch)
         for count in (1, 2):
             url = _recreate(server_url)
-            asyncio.run(_prepare(url))
+            asyncio.run(_prepare(url, followees=jobs))
             with _workers(url, count, logs):
                 rate = asyncio.run(_throughput(url, jobs))
             print(f"PostgreSQL, {count} worker(s): {rate:.0f} jobs/s ({jobs} jobs)")
