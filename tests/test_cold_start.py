@@ -5,17 +5,20 @@ collector's settings before Conduit is imported, can be seen."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from conduit.config import Settings
+from conduit.main import create_app
 from tests.threaded import free_port
 
 pytestmark = pytest.mark.one_pass
 
 
-def _run(code: str, **environ: str) -> str:
+def _run(code: str, *arguments: str, **environ: str) -> str:
     finished = subprocess.run(  # noqa: S603 (this interpreter, this code)
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *arguments],
         env={**os.environ, **environ},
         capture_output=True,
         text=True,
@@ -40,7 +43,7 @@ async def start_and_stop() -> None:
 
 
 asyncio.run(start_and_stop())
-print("pgqueuer" in sys.modules)
+print(" ".join(sorted(name for name in sys.argv[1:] if name in sys.modules)) or "none")
 """
 
 
@@ -49,7 +52,33 @@ def test_an_api_process_on_postgresql_starts_without_pgqueuer() -> None:
     database need not answer: the start connects to it for nothing."""
     nobody = f"postgresql://conduit:db-password@127.0.0.1:{free_port()}/conduit"
 
-    assert _run(STARTS, DATABASE_URL=nobody) == "False"
+    assert _run(STARTS, "pgqueuer", DATABASE_URL=nobody) == "none"
+
+
+def test_a_process_on_sqlite_starts_without_postgresql_or_a_thread_limiter(tmp_path: Path) -> None:
+    """The PostgreSQL dialect is imported by the engine that needs it or a PostgreSQL insert,
+    and anyio's backend by the first password hash (`conduit.auth.passwords`). Not the first
+    start, which migrates the new file with Alembic, whose modules import the dialect."""
+    database = f"sqlite:///{tmp_path / 'conduit.db'}"
+    _run(STARTS, DATABASE_URL=database)
+    imported = _run(
+        STARTS,
+        "sqlalchemy.dialects.postgresql",
+        "anyio._backends._asyncio",
+        DATABASE_URL=database,
+    )
+
+    assert imported == "none"
+
+
+def test_the_api_routes_are_the_apps_own() -> None:
+    """Not an included router's, whose routes FastAPI builds a second time on the first
+    request (`conduit.api`)."""
+    app = create_app(Settings())
+    own = {id(route) for route in app.routes}
+
+    assert len(app.api_routes) > 20
+    assert all(id(route) in own for route in app.api_routes)
 
 
 def test_a_process_collects_as_it_serves_from_its_first_import_of_conduit() -> None:
