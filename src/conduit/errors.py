@@ -121,7 +121,7 @@ _RATE_LIMIT_HEADERS = {
 }
 
 
-def error_content() -> dict[str, Any]:
+def _error_content() -> dict[str, Any]:
     """The API's error shape as an OpenAPI response's content: `ErrorResponse`, which
     `conduit.openapi` puts in the document's components. Referred to rather than given as the
     response's `model`, for which FastAPI builds a field per route and status code: a
@@ -136,7 +136,7 @@ def responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     return {
         code: {"description": _RESPONSE_DESCRIPTIONS[code]}
         | ({"headers": _HEADERS[code]} if code in _HEADERS else {})
-        | {"content": error_content()}
+        | {"content": _error_content()}
         for code in status_codes
     }
 

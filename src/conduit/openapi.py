@@ -67,10 +67,10 @@ def complete(app: FastAPI, routes: Iterable[APIRoute]) -> None:
                 if security := security_requirement(route):
                     operation["security"] = security
                 codes = operation["responses"]
-                # The errors the edge and the database's outage send, not the route.
-                codes.setdefault("503", responses(status.HTTP_503_SERVICE_UNAVAILABLE)[503])
+                # What the edge sends, not the route: the database unavailable, a body too large.
+                codes.setdefault("503", responses(503)[503])
                 if "requestBody" in operation:
-                    codes.setdefault("413", responses(status.HTTP_413_CONTENT_TOO_LARGE)[413])
+                    codes.setdefault("413", responses(413)[413])
                 success = route.status_code or status.HTTP_200_OK
                 if links := _LINKS.get((route.name, success)):
                     codes[str(success)]["links"] = {
