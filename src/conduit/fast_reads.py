@@ -120,7 +120,7 @@ class FastRead:
         return await self.endpoint(**values)
 
 
-def _fast_read(template: str, route: APIRoute) -> FastRead | None:
+def _fast_read(route: APIRoute) -> FastRead | None:
     dependant = route.dependant
     if (
         dependant.header_params
@@ -145,7 +145,7 @@ def _fast_read(template: str, route: APIRoute) -> FastRead | None:
     if None in path or None in query:
         return None
     return FastRead(
-        template,
+        route.path_format,
         route.endpoint,
         tuple(parameter for parameter in path if parameter is not None),
         tuple(parameter for parameter in query if parameter is not None),
@@ -162,7 +162,7 @@ class FastReads:
         self._table = [
             (
                 Route(route.path, route.endpoint, methods=["GET"]),
-                _fast_read(route.path_format, route),
+                _fast_read(route),
             )
             for route in routes
             if route.methods and "GET" in route.methods
