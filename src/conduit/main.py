@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from conduit import api, clients, docs, kv, logs, metrics, openapi, operations, tracing
+from conduit import clients, docs, kv, logs, metrics, openapi, operations, tracing
 from conduit.api_keys.router import router as api_keys_router
 from conduit.articles.router import router as articles_router
 from conduit.auth.router import router as auth_router
@@ -138,7 +138,6 @@ def create_app(settings: Settings | None = None) -> Conduit:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        generate_unique_id_function=api.operation_id,
         # FastAPI's own spans (a request's dependencies, its endpoint) under Conduit's provider
         # when tracing is on; its metrics and logs never: Conduit's are Prometheus' and its
         # own lines. Left to its defaults, FastAPI looked for a configured provider on every
