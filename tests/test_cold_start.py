@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conduit import operations
 from conduit.config import Settings
 from conduit.main import create_app
 from tests.threaded import free_port
@@ -71,14 +72,15 @@ def test_a_process_on_sqlite_starts_without_postgresql_or_a_thread_limiter(tmp_p
     assert imported == "none"
 
 
-def test_the_api_routes_are_the_apps_own() -> None:
+def test_the_routes_are_the_apps_own() -> None:
     """Not an included router's, whose routes FastAPI builds a second time on the first
-    request (`conduit.api`)."""
+    request (`conduit.main.Conduit.include`): the API's, and the health checks' that a
+    platform probes first."""
     app = create_app(Settings())
     own = {id(route) for route in app.routes}
 
     assert len(app.api_routes) > 20
-    assert all(id(route) in own for route in app.api_routes)
+    assert all(id(route) in own for route in [*app.api_routes, *operations.router.routes])
 
 
 def test_a_process_collects_as_it_serves_from_its_first_import_of_conduit() -> None:

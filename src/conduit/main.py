@@ -75,12 +75,17 @@ class Conduit(FastAPI):
         self.settings = settings
         self.api_routes: list[APIRoute] = []
 
+    def include(self, router: APIRouter) -> None:
+        """The router's routes as the app's own, matched after those already here; not
+        `include_router`, whose routes FastAPI 0.165 builds again on the first request and
+        matches through a wrapper on every one (`conduit.api`)."""
+        self.router.routes.extend(router.routes)
+
     def include_api(self, router: APIRouter) -> None:
-        """The router's routes (`conduit.api.router`) as the app's own, matched after those
-        already here."""
-        routes = [route for route in router.routes if isinstance(route, APIRoute)]
-        self.router.routes.extend(routes)
-        self.api_routes.extend(routes)
+        """`include` for a domain's router (`conduit.api.router`): its routes are the API's,
+        which the fast path and the OpenAPI document's completion take."""
+        self.include(router)
+        self.api_routes.extend(route for route in router.routes if isinstance(route, APIRoute))
 
     def build_middleware_stack(self) -> ASGIApp:
         edge = Edge(
@@ -185,12 +190,12 @@ def _include_routes(app: Conduit, settings: Settings) -> None:
     for router in routers:
         app.include_api(router)
     openapi.complete(app, app.api_routes)
-    app.include_router(operations.router)
+    app.include(operations.router)
     if settings.metrics_on_serving_port:
-        app.include_router(operations.metrics_router)
+        app.include(operations.metrics_router)
     if settings.docs_enabled:
         docs.serve(app, openapi_url="/openapi.json", client_id="conduit-docs")
     if settings.jobs_backend is JobsBackend.QSTASH:
         from conduit.jobs import qstash  # noqa: PLC0415 (the SDK only where QStash is used)
 
-        app.include_router(qstash.router)
+        app.include(qstash.router)
