@@ -141,7 +141,7 @@ def test_version_and_short_help() -> None:
     serve_help = runner.invoke(app, ["serve", "-h"])
 
     assert version.exit_code == 0
-    assert version.output == "conduit 0.12.0\n"
+    assert version.output == "conduit 0.13.0\n"
     assert short_help.exit_code == serve_help.exit_code == 0
     assert "serve" in short_help.output
     assert "--workers" in serve_help.output
@@ -157,7 +157,7 @@ def test_the_command_runs_with_the_collector_on_after_freezing_what_importing_cr
         entry_point.main()
 
     assert exited.value.code == 0
-    assert capsys.readouterr().out == "conduit 0.12.0\n"
+    assert capsys.readouterr().out == "conduit 0.13.0\n"
     assert gc.isenabled()
     assert gc.get_freeze_count() > frozen
 
