@@ -1,7 +1,7 @@
 """A slow or saturated database is answered 503 in the API's error shape with `Retry-After`,
 after a bounded time, and reported in one log line without a traceback: a statement held up by
-a lock is cancelled after the statement timeout (PostgreSQL's `statement_timeout`, SQLite's
-busy timeout), and a request that finds every pooled connection busy gives up after the pool
+a lock is cancelled after the statement timeout (by the driver on PostgreSQL, SQLite's busy
+timeout), and a request that finds every pooled connection busy gives up after the pool
 timeout, on the read path and the write path.
 
 The same faults under load, and a restart of PostgreSQL, are measured by `benchmarks.faults`
@@ -169,9 +169,9 @@ async def test_a_statement_held_up_by_a_lock_is_answered_503_after_the_statement
     assert waited >= STATEMENT_TIMEOUT
     assert after.status_code in {200, 201}
     assert _reported(caplog) == (
-        f"database_unavailable: {where} cancelled a statement (canceling statement due to "
-        f"statement timeout; the statement timeout is {STATEMENT_TIMEOUT:g} s): the database is "
-        "slow, or a lock holds statements up"
+        f"database_unavailable: no answer from {where} within {on.connect_timeout_seconds:g} s "
+        f"to connect or {STATEMENT_TIMEOUT:g} s for a statement: is it reachable from here (a "
+        "firewall, another network), overloaded, or is a lock holding statements up?"
     )
 
 

@@ -5,7 +5,6 @@ import json
 import subprocess
 
 import anyio
-import asyncpg
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -86,15 +85,6 @@ async def test_a_get_with_an_api_key_commits_its_use(
     assert response.status_code == 200, response.text
     async with engine.connect() as connection:
         assert await connection.scalar(select(ApiKey.last_used_at)) is not None
-
-
-async def test_the_read_session_cannot_write(settings: Settings, engine: AsyncEngine) -> None:
-    if engine.dialect.name == "sqlite":
-        pytest.skip("a SELECT cannot write on SQLite; its reader is PRAGMA query_only anyway")
-    next_id: Read[int] = Read(lambda _: select(func.nextval("users_id_seq")))
-    async with database.connect(settings.database) as db:
-        with pytest.raises(asyncpg.exceptions.ReadOnlySQLTransactionError):
-            await db.reader.scalar(next_id)
 
 
 async def _terminate_other_backends(engine: AsyncEngine) -> None:

@@ -82,8 +82,9 @@ async def test_a_database_that_never_answers_costs_the_connect_timeout(
         await startup.check(silent, database_required=False)
 
     assert [record.detail for record in caplog.records] == [  # type: ignore[attr-defined]
-        f"DATABASE_URL: no connection to 127.0.0.1:{silent_server} within 0.2 s: is it "
-        "reachable from here (a firewall, another network), or overloaded?"
+        f"DATABASE_URL: no answer from 127.0.0.1:{silent_server} within 0.2 s to connect or "
+        f"{silent.database.statement_timeout_seconds:g} s for a statement: is it reachable from "
+        "here (a firewall, another network), overloaded, or is a lock holding statements up?"
     ]
 
 

@@ -270,7 +270,7 @@ def migrate(
     from conduit import migrations  # noqa: PLC0415
 
     async def run() -> None:
-        engine = database.create_engine(settings.database)
+        engine = database.create_engine(settings.database, direct=True)
         try:
             await migrations.upgrade(
                 engine,

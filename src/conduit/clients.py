@@ -20,6 +20,7 @@ from conduit.config import Settings
 if TYPE_CHECKING:
     from conduit import cache, database, jobs, kv
     from conduit.auth.passwords import PasswordHasher
+    from conduit.database import replicas as database_replicas
     from conduit.ratelimit.limiter import RateLimiter
 
 
@@ -28,6 +29,8 @@ class Clients:
     settings: Settings
     database: "database.Database"
     store: "kv.Store"
+    # None without `DATABASE_REPLICA_URLS`, and on SQLite.
+    replicas: "database_replicas.Replicas | None"
     cache: "cache.Cache"
     jobs: "jobs.Jobs"
     password_hasher: "PasswordHasher"
@@ -45,15 +48,24 @@ def of(request: Request) -> Clients:
 async def connect(settings: Settings, *, run_embedded_jobs: bool) -> AsyncIterator[Clients]:
     from conduit import cache, database, jobs, kv
     from conduit.auth.passwords import PasswordHasher
+    from conduit.database import replicas
     from conduit.ratelimit.limiter import RateLimiter
     from conduit.ratelimit.policies import Policies
     from conduit.tasks import SCHEDULES, TASKS
 
+    prefix = settings.redis.key_prefix
     async with (
         database.connect(settings.database) as db,
         kv.connect(settings.redis) as store,
+        replicas.connect(
+            settings.database, db.reader, db.engine.dialect, store, prefix=prefix
+        ) as routing,
         cache.connect(
-            settings.cache, store, prefix=settings.redis.key_prefix, dialect=db.engine.dialect
+            settings.cache,
+            store,
+            prefix=prefix,
+            dialect=db.engine.dialect,
+            position=None if routing is None else routing.position,
         ) as read_cache,
         jobs.connect(
             settings,
@@ -65,9 +77,7 @@ async def connect(settings: Settings, *, run_embedded_jobs: bool) -> AsyncIterat
         ) as background,
     ):
         rate_limiter = (
-            RateLimiter(
-                Policies.from_settings(settings.rate_limit), store, prefix=settings.redis.key_prefix
-            )
+            RateLimiter(Policies.from_settings(settings.rate_limit), store, prefix=prefix)
             if settings.rate_limit.enabled
             else None
         )
@@ -75,6 +85,7 @@ async def connect(settings: Settings, *, run_embedded_jobs: bool) -> AsyncIterat
             settings=settings,
             database=db,
             store=store,
+            replicas=routing,
             cache=read_cache,
             jobs=background,
             password_hasher=PasswordHasher(settings.auth.hash_concurrency),

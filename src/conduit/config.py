@@ -32,6 +32,12 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
 class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONDUIT_DB_", extra="ignore", validate_by_name=True
@@ -48,9 +54,10 @@ class DatabaseSettings(BaseSettings):
     # request is answered 503.
     pool_timeout_seconds: float = Field(default=10.0, gt=0)
     # The longest a statement may take, lock waits included: a slow database answers 503
-    # rather than holding requests. PostgreSQL's statement_timeout, on the connections of the
-    # API and the workers (a migration or a seed may take minutes); on SQLite, how long a
-    # statement waits for another process's write lock.
+    # rather than holding requests. On PostgreSQL the driver cancels the statement (asyncpg's
+    # command_timeout: no startup parameter, which a pooler would refuse), on the connections
+    # of the API and the workers (a migration or a seed may take minutes); on SQLite, how long
+    # a statement waits for another process's write lock.
     statement_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
     # Opening a connection, TCP and authentication included: an unreachable server fails
     # after this long rather than after the driver's minute.
@@ -59,7 +66,27 @@ class DatabaseSettings(BaseSettings):
     # back and fails: every statement on a table queues behind a DDL statement waiting for it,
     # so the wait stays under the statement timeout the requests queued behind it have.
     migrate_lock_timeout_seconds: float = Field(default=2.0, gt=0, le=3600)
+    # Named prepared statements kept across transactions (asyncpg's statement cache): false
+    # behind a pooler in transaction mode that does not carry them from one server connection
+    # to the next (PgBouncer before 1.21, or with max_prepared_statements = 0). Each statement
+    # is then prepared unnamed, a round trip before it runs (docs/deployment.md).
+    prepared_statements: bool = True
     echo: bool = False
+    # The same database without the pooler in front of `url` (PgBouncer in transaction mode),
+    # for what needs a session of its own: `conduit migrate`, and the job workers' LISTEN.
+    direct_url: str | None = Field(default=None, validation_alias="DATABASE_DIRECT_URL")
+    # Streaming replicas of the PostgreSQL at `url`, comma-separated: reads that are not part
+    # of a write go to them (`conduit.database.replicas`). SQLite ignores them.
+    replica_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="DATABASE_REPLICA_URLS"
+    )
+    # A replica further behind the primary than this serves no read until it catches up.
+    replica_max_lag_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Opening a connection to a replica, and each read on one: past it the read goes to
+    # another replica or the primary, and the replica is left alone for a while.
+    replica_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    _split_replica_urls = field_validator("replica_urls", mode="before")(_split_commas)
 
     @field_validator("url")
     @classmethod
@@ -89,6 +116,27 @@ class DatabaseSettings(BaseSettings):
             raise ValueError("SQLite needs a file, e.g. sqlite:///./conduit.db")
         return value
 
+    @field_validator("direct_url")
+    @classmethod
+    def direct_to_postgres(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = cls.use_async_driver(value)
+        if not url.startswith("postgresql+asyncpg://"):
+            raise ValueError("is the PostgreSQL behind the pooler: a postgresql://... URL")
+        return url
+
+    @field_validator("replica_urls")
+    @classmethod
+    def replicas_of_postgres(cls, values: list[str]) -> list[str]:
+        replicas = []
+        for value in values:
+            url = cls.use_async_driver(value)
+            if not url.startswith("postgresql+asyncpg://"):
+                raise ValueError("are streaming replicas of PostgreSQL: postgresql://... URLs")
+            replicas.append(url)
+        return replicas
+
     @cached_property
     def sqlalchemy_url(self) -> URL:
         return make_url(self.url)
@@ -100,14 +148,25 @@ class DatabaseSettings(BaseSettings):
     @property
     def asyncpg_dsn(self) -> str:
         """The PostgreSQL URL as asyncpg itself takes it (no SQLAlchemy driver name)."""
-        url = self.sqlalchemy_url.set(drivername="postgresql")
-        return url.render_as_string(hide_password=False)
+        return asyncpg_dsn(self.sqlalchemy_url)
+
+    @property
+    def direct_sqlalchemy_url(self) -> URL:
+        """Where a session of its own goes: `direct_url`, else `url`."""
+        return self.sqlalchemy_url if self.direct_url is None else make_url(self.direct_url)
+
+    @property
+    def direct_asyncpg_dsn(self) -> str:
+        return asyncpg_dsn(self.direct_sqlalchemy_url)
+
+    @property
+    def replica_dsns(self) -> list[str]:
+        """The replicas' URLs as asyncpg takes them."""
+        return [asyncpg_dsn(make_url(url)) for url in self.replica_urls]
 
 
-def _split_commas(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
+def asyncpg_dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class AuthSettings(BaseSettings):

@@ -47,6 +47,27 @@ DB_POOL_OVERFLOW = Gauge(
     "Write-pool connections in use beyond the pool's size, over every live process.",
     multiprocess_mode="livesum",
 )
+DB_READS = Counter(
+    "conduit_db_reads",
+    "Reads outside a write, by where they ran: a replica (host:port/database) or the primary. "
+    "Counted only with replicas configured.",
+    ["target"],
+)
+DB_REPLICA_FALLBACKS = Counter(
+    "conduit_db_replica_fallbacks",
+    "Reads sent to the primary rather than a replica, by reason: behind (no replica has "
+    "replayed the caller's last write yet), unavailable (no replica up and within the lag "
+    "bound), failed (a replica failed or timed out on the read), not_found (a replica found "
+    "nothing, which only the primary may say).",
+    ["reason"],
+)
+DB_REPLICA_LAG = Gauge(
+    "conduit_db_replica_lag_seconds",
+    "How far behind the primary each replica's replay was at its last check, as one process "
+    "saw it (the largest over processes); +Inf while it does not answer.",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
 CACHE_LOOKUPS = Counter(
     "conduit_cache_lookups",
     "Read-cache lookups by result: hit, miss, or bypass (the shared store unavailable).",

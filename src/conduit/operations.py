@@ -72,7 +72,8 @@ async def ready(request: Request) -> Response:
     """The database answers with a schema of this release or a later one, and the shared store
     answers when one is configured: this process can serve. A 503 names what does not answer,
     or `schema` when the database is older than this release (`conduit migrate` has not run);
-    the log says why a check failed, once per interval."""
+    the log says why a check failed, once per interval. Replicas are reported (ok, lagging or
+    down) but never fail the check."""
     connected = clients.of(request)
     checks: dict[str, Awaitable[str | None]] = {
         "database": _schema(connected.settings, connected.database)
@@ -86,7 +87,11 @@ async def ready(request: Request) -> Response:
         failed["schema"] = ["is older than this release: run conduit migrate"]
     if failed:
         return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, failed, _RETRY_AFTER)
-    return JSONResponse({"status": "ok", "checks": {"database": "ok", "schema": schema, **answers}})
+    report: dict[str, object] = {"database": "ok", "schema": schema, **answers}
+    if connected.replicas is not None:
+        # Reported, never failed on: without replicas, reads go to the primary.
+        report["replicas"] = connected.replicas.states()
+    return JSONResponse({"status": "ok", "checks": report})
 
 
 _RETRY_AFTER = MappingProxyType({"Retry-After": "5"})

@@ -20,6 +20,9 @@ class RequestState:
     route: str | None = None
     # The user the request authenticated as.
     user_id: int | None = None
+    # The primary's WAL position the request's reads must see: its caller's last write's
+    # (`conduit.database.replicas`).
+    reads_after: int = 0
     # The rate-limit decisions that counted the request, in the order they were made.
     decisions: "list[Decision]" = field(default_factory=list)
     # How to count a caller that was let in but left for its route to count

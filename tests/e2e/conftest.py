@@ -25,10 +25,19 @@ from typing import Protocol
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.e2e import realworld
 from tests.redis_keys import STORE_TIMEOUT_SECONDS, delete_keys
+from tests.replication import (
+    PREPARED_STATEMENTS_SINCE,
+    cluster_unavailable,
+    pgbouncer,
+    pgbouncer_unavailable,
+    pgbouncer_version,
+    replicated_cluster,
+)
 from tests.threaded import free_port
 from tests.upstash_rest import serving as serving_upstash
 
@@ -461,13 +470,76 @@ def _wait_until_ready(server: ConduitServer) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def conduit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConduitServer]:
+# How far the replica the suites read from lags: every request of theirs follows the one
+# before within milliseconds, so every read that should see a write is a read of one the
+# replica has not replayed.
+SUITE_REPLICA_LAG_MS = 1000
+
+
+@contextmanager
+def replicated_env(*, apply_delay_ms: int) -> Iterator[dict[str, str]]:
+    """The environment of servers on a private primary, migrated, reading from its streaming
+    replica, which replays each write `apply_delay_ms` late (`tests.replication`); the test
+    is skipped, saying why, where the cluster cannot be had."""
+    reason = cluster_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with replicated_cluster() as cluster:
+        env = _server_env(cluster.primary.url)
+        migrate(env)
+        cluster.wait_for_replay()
+        cluster.set_apply_delay(apply_delay_ms)
+        yield env | {"DATABASE_REPLICA_URLS": cluster.replica.url}
+
+
+@contextmanager
+def pooled_env(workdir: Path) -> Iterator[dict[str, str]]:
+    """The environment of servers on a database of their own behind a PgBouncer in transaction
+    mode with its defaults (`tests.replication.pgbouncer`), migrated over a direct connection
+    (`DATABASE_DIRECT_URL`), as docs/deployment.md sets them up; the test is skipped, saying
+    why, where PgBouncer cannot be had."""
+    reason = pgbouncer_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    # Before 1.21 PgBouncer carries no prepared statement from one server connection to the
+    # next: Conduit is told so. From 1.21 it does, once `max_prepared_statements` is set.
+    carried = pgbouncer_version() >= PREPARED_STATEMENTS_SINCE
+    with database_env(workdir) as env:
+        direct = make_url(env["DATABASE_URL"])
+        with pgbouncer(
+            direct.host or "127.0.0.1",
+            direct.port or 5432,
+            extra_config=["max_prepared_statements = 200"] if carried else [],
+        ) as bouncer:
+            yield env | {
+                "DATABASE_URL": bouncer.url(direct.database or ""),
+                "DATABASE_DIRECT_URL": env["DATABASE_URL"],
+                "CONDUIT_DB_PREPARED_STATEMENTS": str(carried).lower(),
+            }
+
+
+# The servers the suites run against: on PostgreSQL, also through a lagging replica and
+# through PgBouncer.
+_SUITE_SERVERS = ["direct"]
+if "TEST_DATABASE_URL" in os.environ:
+    _SUITE_SERVERS += ["lagging replica", "pgbouncer"]
+
+
+@pytest.fixture(scope="session", params=_SUITE_SERVERS)
+def conduit_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ConduitServer]:
     """A real server for the conformance suites, rate limited at the defaults but for sign-in:
     each suite registers and signs in dozens of users from one address within a minute."""
     workdir = tmp_path_factory.mktemp("conduit-e2e")
-    with (
-        database_env(workdir) as env,
-        serving({**env, "CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA": "1000"}, workdir) as server,
-    ):
-        yield server
+    kind: str = request.param
+    with ExitStack() as stack:
+        if kind == "lagging replica":
+            env = stack.enter_context(replicated_env(apply_delay_ms=SUITE_REPLICA_LAG_MS))
+        elif kind == "pgbouncer":
+            env = stack.enter_context(pooled_env(workdir))
+        else:
+            env = stack.enter_context(database_env(workdir))
+        yield stack.enter_context(
+            serving({**env, "CONDUIT_RATE_LIMIT_SIGN_IN__QUOTA": "1000"}, workdir)
+        )

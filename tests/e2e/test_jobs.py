@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     REPO_ROOT,
     ConduitServer,
     database_env,
+    pooled_env,
     serving,
     working,
 )
@@ -37,12 +38,25 @@ JOB_DEADLINE_SECONDS = 60
 
 @pytest.fixture
 def postgres_env(tmp_path: Path, mailbox: Mailbox) -> Iterator[dict[str, str]]:
+    _needs_postgres(mailbox)
+    with database_env(tmp_path) as env:
+        yield env | _jobs_env(mailbox)
+
+
+@pytest.fixture
+def pooled_postgres_env(tmp_path: Path, mailbox: Mailbox) -> Iterator[dict[str, str]]:
+    """The API and the worker behind PgBouncer in transaction mode; the worker's LISTEN and
+    the migration past it (`DATABASE_DIRECT_URL`)."""
+    _needs_postgres(mailbox)
+    with pooled_env(tmp_path) as env:
+        yield env | _jobs_env(mailbox)
+
+
+def _needs_postgres(mailbox: Mailbox) -> None:
     if not os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("TEST_DATABASE_URL is not set (CI sets it): workers need PostgreSQL")
     mailbox.clear()
     mailbox.release()
-    with database_env(tmp_path) as env:
-        yield env | _jobs_env(mailbox)
 
 
 def _jobs_env(mailbox: Mailbox) -> dict[str, str]:
@@ -86,14 +100,18 @@ def _query(env: dict[str, str], sql: str, *arguments: object) -> list[asyncpg.Re
     return asyncio.run(fetch())
 
 
+@pytest.mark.parametrize("where", ["direct", "pgbouncer"])
 def test_a_follower_is_notified_by_a_separate_worker(
-    postgres_env: dict[str, str], tmp_path: Path
+    where: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """The notification's latency is printed: a busy machine makes it anything (the worker is
     woken by PostgreSQL's NOTIFY; docs/benchmarks.md has it measured)."""
+    env: dict[str, str] = request.getfixturevalue(
+        "postgres_env" if where == "direct" else "pooled_postgres_env"
+    )
     with (
-        serving(postgres_env, tmp_path) as server,
-        working(postgres_env, tmp_path),
+        serving(env, tmp_path) as server,
+        working(env, tmp_path),
         httpx.Client(timeout=5, trust_env=False) as client,
     ):
         author = _register(client, server, "author")

@@ -19,6 +19,7 @@ from conduit.auth.principal import ALL_SCOPES, SAFE_METHODS, Account, Principal,
 from conduit.auth.tokens import verify_access_token
 from conduit.config import Settings
 from conduit.database import Reader, ReadSession, Session, transaction, utcnow
+from conduit.database.replicas import follow_writes
 from conduit.errors import Forbidden, Unauthorized
 from conduit.ratelimit.dependencies import limit_caller, may_fill_cache
 
@@ -70,6 +71,10 @@ async def _with_api_key(request: Request, db: Reader, api_key: str) -> Principal
     whatever the request then does: the key was used."""
     now = utcnow()
     holder = await api_keys_service.authenticate(db, api_key, now=now)
+    if await follow_writes(request, holder.account.id):
+        # Read before the owner was known, perhaps on a replica that has not seen their last
+        # write: a revocation of this key, say.
+        holder = await api_keys_service.authenticate(db, api_key, now=now)
     if holder.stale:
         async with transaction(clients.of(request).database.sessions) as session:
             await api_keys_service.record_use(session, key_id=holder.key_id, now=now)
@@ -79,6 +84,7 @@ async def _with_api_key(request: Request, db: Reader, api_key: str) -> Principal
 async def _with_token(request: Request, db: Reader, authorization: str) -> Principal:
     token = _access_token(authorization)
     claims = verify_access_token(clients.of(request).settings.auth, token)
+    await follow_writes(request, claims.user_id)
     account = await reads.signed_in(db, user_id=claims.user_id, session_id=claims.session_id)
     if account is None:
         raise Unauthorized("token")

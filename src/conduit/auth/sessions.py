@@ -24,7 +24,7 @@ from conduit.auth.models import AuthSession, RefreshToken
 from conduit.auth.schemas import TokenResponse
 from conduit.auth.tokens import create_access_token, digest
 from conduit.config import AuthSettings
-from conduit.database import utcnow
+from conduit.database import follow_writes_of, utcnow
 from conduit.errors import Forbidden, Unauthorized
 
 # A used refresh token that arrives again this soon after its use is refused without ending the
@@ -127,11 +127,15 @@ async def refresh(
 
 
 async def end(session: AsyncSession, *, session_id: uuid.UUID) -> None:
-    await session.execute(
+    ended = await session.execute(
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
+        .returning(AuthSession.user_id)
     )
+    user_id = ended.scalar_one_or_none()
+    if user_id is not None:
+        follow_writes_of(session, user_id)
 
 
 async def end_all(session: AsyncSession, *, user_id: int, keep: uuid.UUID | None = None) -> None:
@@ -143,6 +147,7 @@ async def end_all(session: AsyncSession, *, user_id: int, keep: uuid.UUID | None
         query = query.where(AuthSession.id != keep)
     await session.execute(query.values(revoked_at=utcnow()))
     await api_keys_service.revoke_all(session, user_id=user_id)
+    follow_writes_of(session, user_id)
 
 
 async def ensure_recent(

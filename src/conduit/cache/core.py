@@ -48,6 +48,7 @@ from conduit.cache.entries import Caller, Document, Entries, MemoryEntries, Shar
 from conduit.cache.http import respond
 from conduit.config import CacheSettings
 from conduit.database import Read
+from conduit.database.replicas import position_of, reading_after
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class Entry:
 Build = Callable[[int | None], Awaitable[str]]
 # Turns the shared document into the signed-in viewer's (`favorited`, `following`).
 Personalise = Callable[[Document, int], Awaitable[Document]]
+# The primary's WAL position now (`conduit.database.replicas.Replicas.position`).
+Position = Callable[[], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +121,18 @@ class VersionedCache:
     served while the versions of their names are current (the module docstring)."""
 
     def __init__(
-        self, entries: Entries, outage: kv.Outage, dialect: Dialect, *, max_entry_bytes: int
+        self,
+        entries: Entries,
+        outage: kv.Outage,
+        dialect: Dialect,
+        *,
+        max_entry_bytes: int,
+        position: Position | None = None,
     ) -> None:
         self._entries = entries
         self._outage = outage
         self._dialect = dialect
+        self._position = position
         self._max_entry_bytes = max_entry_bytes
         self._flights: dict[_FlightKey, Future[Document]] = {}
         # Set while entries from before a failure may be stale; cleared by a new epoch.
@@ -169,7 +179,10 @@ class VersionedCache:
         flight = self._flights.get(flight_key)
         if flight is None:
             store = partial(self._store, caller, entry, key, dict(zip(names, current, strict=True)))
-            flight = asyncio.ensure_future(self._rebuild(build, store))
+            # Built where the writes that set these versions have been replayed: a replica
+            # behind them would store the state before them under the versions after them.
+            position = max((position_of(version) for version in current if version), default=0)
+            flight = asyncio.ensure_future(self._rebuild(build, store, position))
             self._flights[flight_key] = flight
             flight.add_done_callback(partial(self._landed, flight_key))
         # A waiter that gives up (its client went away) leaves the rebuild to the others.
@@ -190,8 +203,10 @@ class VersionedCache:
         self,
         build: Callable[[], Awaitable[str]],
         store: Callable[[Document], Awaitable[None]],
+        position: int,
     ) -> Document:
-        document = document_of((await build()).encode())
+        with reading_after(position):
+            document = document_of((await build()).encode())
         try:
             await store(document)
         except kv.Unavailable as error:
@@ -221,11 +236,16 @@ class VersionedCache:
             self._distrusting()
             return
         try:
-            await self._entries.bump(sorted(names))
+            await self._entries.bump(sorted(names), await self._written())
         except kv.Unavailable as error:
             self._failed(error)
         else:
             self._outage.recovered()
+
+    async def _written(self) -> int:
+        """The primary's position now, past the writes that a bump follows: 0 without
+        replicas, where every read sees every commit."""
+        return 0 if self._position is None else await self._position()
 
     def _failed(self, error: kv.Unavailable) -> None:
         self._outage.failed(error)
@@ -243,7 +263,7 @@ class VersionedCache:
             if not self._outage.available():
                 continue
             try:
-                await self._entries.bump([versions.EPOCH])
+                await self._entries.bump([versions.EPOCH], await self._written())
             except kv.Unavailable as error:
                 self._outage.failed(error)
             else:
@@ -275,7 +295,14 @@ class Uncached:
         pass
 
 
-def create(settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Dialect) -> Cache:
+def create(
+    settings: CacheSettings,
+    store: kv.Store,
+    *,
+    prefix: str,
+    dialect: Dialect,
+    position: Position | None = None,
+) -> Cache:
     if not settings.enabled:
         return Uncached()
     entries: Entries
@@ -283,15 +310,27 @@ def create(settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Di
         entries = MemoryEntries(max_bytes=settings.memory_bytes, ttl_seconds=settings.ttl_seconds)
     else:
         entries = SharedEntries(store, prefix=prefix, ttl_seconds=settings.ttl_seconds)
-    return VersionedCache(entries, store.outage, dialect, max_entry_bytes=settings.max_entry_bytes)
+    return VersionedCache(
+        entries,
+        store.outage,
+        dialect,
+        max_entry_bytes=settings.max_entry_bytes,
+        position=position,
+    )
 
 
 @contextlib.asynccontextmanager
 async def connect(
-    settings: CacheSettings, store: kv.Store, *, prefix: str, dialect: Dialect
+    settings: CacheSettings,
+    store: kv.Store,
+    *,
+    prefix: str,
+    dialect: Dialect,
+    position: Position | None = None,
 ) -> AsyncIterator[Cache]:
-    """The process's cache, in `store`; closed with the app."""
-    cache = create(settings, store, prefix=prefix, dialect=dialect)
+    """The process's cache, in `store`; closed with the app. With replicas, `position` is the
+    primary's WAL position: every version records where it was set (`conduit.cache.entries`)."""
+    cache = create(settings, store, prefix=prefix, dialect=dialect, position=position)
     try:
         yield cache
     finally:

@@ -5,7 +5,9 @@ An entry is the document's bytes with the versions it was built under and its ET
 shared store both are plain strings: versions at `<prefix>:cache:v:<name>`, entries at
 `<prefix>:cache:<format>:<fingerprint>:<key>` as `<version>,<version>...\\n<etag>\\n<document>`.
 A lookup is one MGET of the versions and the entry, sent in the round trip of the caller's
-rate-limit decision when there is one.
+rate-limit decision when there is one. With replicas, a version a write set ends with `@` and
+the primary's WAL position after the write, in hex: an entry is built where that has been
+replayed (`conduit.database.replicas`).
 """
 
 import itertools
@@ -68,8 +70,8 @@ class Entries(Protocol):
         none gets one now, unless another reader or a write gave it one first: the entry is
         then recorded under a version that is not current, and never served."""
 
-    async def bump(self, names: Sequence[str]) -> None:
-        """Give every name a new version."""
+    async def bump(self, names: Sequence[str], position: int) -> None:
+        """Give every name a new version, set at the primary's WAL `position`."""
 
 
 def _text(reply: object) -> str:
@@ -109,8 +111,8 @@ class SharedEntries:
         value = f"{','.join(versions.values())}\n{document.etag}\n".encode() + document.body
         await self._store.run([*creates, ("SET", self._entries + key, value, "EX", self._ttl)])
 
-    async def bump(self, names: Sequence[str]) -> None:
-        version = _new_version()
+    async def bump(self, names: Sequence[str], position: int) -> None:
+        version = _at(_new_version(), position)
         await self._store.run(
             [("SET", self._versions + name, version, "EX", VERSION_TTL_SECONDS) for name in names]
         )
@@ -124,6 +126,12 @@ def _parse(value: object) -> tuple[tuple[str, ...], Document]:
 
 def _new_version() -> str:
     return secrets.token_hex(8)
+
+
+def _at(version: str, position: int) -> str:
+    """The version, with the WAL position it was set at when there are replicas to read from
+    (`conduit.database.replicas.position_of`)."""
+    return f"{version}@{position:x}" if position else version
 
 
 class MemoryEntries:
@@ -153,8 +161,8 @@ class MemoryEntries:
         if _size(entry) <= self._entries.maxsize:
             self._entries[key] = entry
 
-    async def bump(self, names: Sequence[str]) -> None:
-        version = str(next(self._next))
+    async def bump(self, names: Sequence[str], position: int) -> None:
+        version = _at(str(next(self._next)), position)
         for name in names:
             self._versions[name] = version
 

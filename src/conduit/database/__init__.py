@@ -4,7 +4,7 @@ that commits).
 Writes go through SQLAlchemy's `AsyncSession`, one transaction per request (`Session`). Reads go
 through a `Reader` (`ReadSession`): each read is a statement SQLAlchemy builds and compiles once
 per dialect (`Read`), then runs on the driver itself, which on PostgreSQL means asyncpg's
-prepared-statement cache on a pool of read-only connections. SQLAlchemy's execution layer cost
+prepared-statement cache on a pool of connections of its own. SQLAlchemy's execution layer cost
 more than the statements themselves (docs/benchmarks.md).
 
 The modules, by what they hold: the tables' base (`base`), the read path (`read_path`), what
@@ -41,6 +41,7 @@ from conduit.database.transactions import (
     ReadSession,
     Session,
     after_commit,
+    follow_writes_of,
     insert,
     read_session,
     state_of,
@@ -70,6 +71,7 @@ __all__ = [
     "create_engine",
     "create_sessions",
     "explain",
+    "follow_writes_of",
     "insert",
     "read_schema_revision",
     "read_session",

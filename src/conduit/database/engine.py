@@ -67,9 +67,19 @@ def _milliseconds(seconds: float) -> str:
     return str(max(1, round(seconds * 1000)))
 
 
-def create_engine(settings: DatabaseSettings, *, bounded: bool = False) -> AsyncEngine:
+def _statement_cache(settings: DatabaseSettings) -> dict[str, object]:
+    """asyncpg's arguments for `prepared_statements`. Without its cache asyncpg prepares
+    unnamed statements, which live until the next one: a pooler in transaction mode may hand
+    the next transaction another server connection, and nothing is left there to collide with."""
+    return {} if settings.prepared_statements else {"statement_cache_size": 0}
+
+
+def create_engine(
+    settings: DatabaseSettings, *, bounded: bool = False, direct: bool = False
+) -> AsyncEngine:
     """The engine for writes. `bounded`: its statements are cancelled after the statement
-    timeout, as those of requests and jobs are; migrations and seeds are not."""
+    timeout, as those of requests and jobs are; migrations and seeds are not. `direct`: past
+    the pooler (`DATABASE_DIRECT_URL`), for migrations."""
     if settings.is_sqlite:
         # One connection per process: SQLite has a single writer anyway, and queueing in the
         # pool is cheaper than SQLITE_BUSY retries.
@@ -85,11 +95,15 @@ def create_engine(settings: DatabaseSettings, *, bounded: bool = False) -> Async
         _configure_sqlite(engine, busy_timeout=_milliseconds(settings.statement_timeout_seconds))
         return engine
     connect_args: dict[str, object] = {"timeout": settings.connect_timeout_seconds}
+    if not settings.prepared_statements:
+        # SQLAlchemy's own cache would keep an unnamed statement's description across
+        # transactions: after a migration changes a column's type, its values would be
+        # decoded as the old type's.
+        connect_args |= {**_statement_cache(settings), "prepared_statement_cache_size": 0}
     if bounded:
-        timeout = _milliseconds(settings.statement_timeout_seconds)
-        connect_args["server_settings"] = {"statement_timeout": timeout}
+        connect_args["command_timeout"] = settings.statement_timeout_seconds
     engine = create_async_engine(
-        settings.sqlalchemy_url,
+        settings.direct_sqlalchemy_url if direct else settings.sqlalchemy_url,
         echo=settings.echo,
         hide_parameters=True,
         pool_size=settings.pool_size,
@@ -121,28 +135,33 @@ async def _keep_session(_: object) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _asyncpg_pool(
-    settings: DatabaseSettings, dialect: Dialect
+async def asyncpg_pool(
+    dsn: str, settings: DatabaseSettings, dialect: Dialect, *, connect_timeout: float
 ) -> AsyncIterator[AsyncpgPoolReader]:
+    """A pool of connections for reads, at `dsn`: the primary's, or a replica's."""
     pool = await asyncpg.create_pool(
-        settings.asyncpg_dsn,
+        dsn,
         # Connections are opened when reads need them: a server that is down at start-up fails
         # readiness (`/health/ready`), not the start.
         min_size=0,
-        timeout=settings.connect_timeout_seconds,
+        timeout=connect_timeout,
         max_size=settings.read_pool_size,
-        server_settings={
-            # The server refuses any write on these connections: the read path is read-only
-            # by construction, not by convention.
-            "default_transaction_read_only": "on",
-            "statement_timeout": _milliseconds(settings.statement_timeout_seconds),
-        },
+        command_timeout=settings.statement_timeout_seconds,
         reset=_keep_session,
+        **_statement_cache(settings),
     )
     try:
         yield AsyncpgPoolReader(pool, dialect, pool_timeout=settings.pool_timeout_seconds)
     finally:
         await pool.close()
+
+
+def _primary_pool(
+    settings: DatabaseSettings, dialect: Dialect
+) -> contextlib.AbstractAsyncContextManager[AsyncpgPoolReader]:
+    return asyncpg_pool(
+        settings.asyncpg_dsn, settings, dialect, connect_timeout=settings.connect_timeout_seconds
+    )
 
 
 @contextlib.asynccontextmanager
@@ -163,7 +182,7 @@ async def connect(settings: DatabaseSettings) -> AsyncIterator[Database]:
     embedded SQLite default migrates itself when its schema is older than this release's;
     PostgreSQL is migrated by `conduit migrate`."""
     engine = create_engine(settings, bounded=True)
-    open_reader = _sqlite_connection if settings.is_sqlite else _asyncpg_pool
+    open_reader = _sqlite_connection if settings.is_sqlite else _primary_pool
     try:
         if (
             settings.is_sqlite

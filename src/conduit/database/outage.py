@@ -121,8 +121,9 @@ _EXPLANATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...]
     (socket.gaierror, "cannot resolve the host {host!r} of DATABASE_URL"),
     (
         TimeoutError,
-        "no connection to {where} within {connect_timeout:g} s: is it reachable from here (a "
-        "firewall, another network), or overloaded?",
+        "no answer from {where} within {connect_timeout:g} s to connect or "
+        "{statement_timeout:g} s for a statement: is it reachable from here (a firewall, "
+        "another network), overloaded, or is a lock holding statements up?",
     ),
     (
         asyncpg.exceptions.QueryCanceledError,

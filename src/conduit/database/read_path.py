@@ -1,6 +1,6 @@
 """The read path: each read is a statement SQLAlchemy builds and compiles once per dialect
 (`Read`), then runs on the driver itself (a `Reader`), which on PostgreSQL means asyncpg's
-prepared-statement cache on a pool of read-only connections."""
+prepared-statement cache on a pool of connections of its own."""
 
 import asyncio
 import hashlib
@@ -108,6 +108,8 @@ class _AsyncpgExecutor(Protocol):
 
     async def fetchval(self, query: str, *args: object) -> Any: ...
 
+    def terminate(self) -> None: ...
+
 
 class _AsyncpgPool(Protocol):
     async def acquire(self) -> _AsyncpgExecutor: ...
@@ -131,7 +133,7 @@ class AsyncpgReader:
 
 
 class AsyncpgPoolReader:
-    """Reads on a pool of read-only asyncpg connections.
+    """Reads on a pool of asyncpg connections (the primary's, or a replica's).
 
     The pool replaces a connection it knows is closed when it hands it out, with no round trip.
     When a statement meets one that died unnoticed (a restart or failover ends them all at
@@ -155,6 +157,10 @@ class AsyncpgPoolReader:
             value = await self._fetchval(compiled.sql, arguments)
         return cast("T | None", value)
 
+    async def fetchval(self, sql: str) -> object:
+        """A statement of the database's own, such as its WAL position, rather than a read."""
+        return await self._fetchval(sql, [])
+
     async def _fetchval(self, sql: str, arguments: list[object]) -> object:
         waiting = asyncio.timeout(self._pool_timeout)
         try:
@@ -167,6 +173,11 @@ class AsyncpgPoolReader:
             raise
         try:
             return await connection.fetchval(sql, *arguments)
+        except asyncio.CancelledError:
+            # Cut short (a replica's read past its timeout): the connection is mid-statement,
+            # and releasing it would wait on a server that may never answer.
+            connection.terminate()
+            raise
         finally:
             await self._pool.release(connection)
 

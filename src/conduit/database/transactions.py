@@ -4,13 +4,14 @@ per job, and the work recorded for after its commit."""
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from conduit import clients
+from conduit import clients, request_state
 from conduit.database.read_path import Reader
 from conduit.errors import AppError
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     # Above the database in the layers, and importing it: named for the types only.
     from conduit.cache import Cache
+    from conduit.database.replicas import Replicas
     from conduit.jobs.core import Queue
     from conduit.jobs.outbox import JobRecord
 
@@ -41,6 +43,9 @@ class SessionState:
     # The rows the outbox has put in the `jobs` table (`conduit.jobs.outbox`); None before the
     # first.
     outbox: list["JobRecord"] | None = None
+    # Users besides the caller whose next reads must see this unit of work's writes
+    # (`follow_writes_of`).
+    followers: set[int] = field(default_factory=set)
 
 
 class NotGiven(LookupError):
@@ -90,18 +95,42 @@ async def transaction(
         await _commit(session)
 
 
+def follow_writes_of(session: AsyncSession, user_id: int) -> None:
+    """The user's next reads, on any process, see this unit of work's writes once it has
+    committed (`conduit.database.replicas`), as the caller's do: for writes that end another
+    user's credentials, or a caller's who has not signed in."""
+    state_of(session).followers.add(user_id)
+
+
 async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed when the endpoint returns, before the response is
-    sent, and rolled back if anything raised."""
+    sent, and rolled back if anything raised. Only routes that write ask for one: with
+    replicas, the primary's position after its commit is recorded for the caller
+    (`conduit.database.replicas`)."""
     connected = clients.of(request)
     async with transaction(
         connected.database.sessions, cache=connected.cache, queue=connected.jobs.queue
     ) as session:
+        if connected.replicas is not None:
+            after_commit(session, partial(_written, connected.replicas, request, session))
         yield session
 
 
+async def _written(replicas: "Replicas", request: Request, session: AsyncSession) -> None:
+    followers = state_of(session).followers
+    caller = request_state.of(request.scope).user_id
+    if caller is not None:
+        followers.add(caller)
+    if followers:
+        await replicas.positions.record(followers, await replicas.position())
+
+
 async def read_session(request: Request) -> Reader:
-    return clients.of(request).database.reader
+    """The reads outside a write: on replicas where there are some (`conduit.database.replicas`)."""
+    connected = clients.of(request)
+    if connected.replicas is None:
+        return connected.database.reader
+    return connected.replicas.reader(request_state.of(request.scope))
 
 
 Session = Annotated[AsyncSession, Depends(unit_of_work, scope="function")]

@@ -78,7 +78,8 @@ async def work(
     is left."""
     settings = context.settings.jobs
     logging.getLogger("pgqueuer").addFilter(_not_logged_already)
-    connection = await asyncpg.connect(context.settings.database.asyncpg_dsn)
+    # LISTEN needs a session of its own: past the pooler, where there is one.
+    connection = await asyncpg.connect(context.settings.database.direct_asyncpg_dsn)
     try:
         pgq = PgQueuer.from_asyncpg_connection(connection)
         stopping = asyncio.create_task(stop.wait())
@@ -125,7 +126,7 @@ async def work(
 @asynccontextmanager
 async def admin(settings: DatabaseSettings) -> AsyncIterator[Queries]:
     """PgQueuer's queries on a connection of their own, for `conduit jobs`."""
-    connection = await asyncpg.connect(settings.asyncpg_dsn)
+    connection = await asyncpg.connect(settings.direct_asyncpg_dsn)
     try:
         yield Queries.from_asyncpg_connection(connection)
     finally:

@@ -24,7 +24,7 @@ def run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_with_own_engine() -> None:
-    engine = create_engine(DatabaseSettings())
+    engine = create_engine(DatabaseSettings(), direct=True)
     async with engine.begin() as connection:
         await connection.run_sync(run_migrations)
     await engine.dispose()
