@@ -213,6 +213,14 @@ def serve(
             "(REDIS_URL or UPSTASH_REDIS_REST_URL)."
         )
         os.environ["CONDUIT_CACHE_ENABLED"] = "false"
+    replicas = settings.database.replica_dsns and not settings.database.is_sqlite
+    if workers > 1 and replicas and not shared_store:
+        # A user's write position would be known to the worker that served the write only.
+        logger.warning(
+            "Reads on replicas are off: with more than one worker, read-your-writes needs a "
+            "shared store (REDIS_URL or UPSTASH_REDIS_REST_URL)."
+        )
+        os.environ["DATABASE_REPLICA_URLS"] = ""
     _ensure_port_free(host, port)
     config = server.Config(
         "conduit.main:create_app",

@@ -1,7 +1,9 @@
 """`conduit serve --workers 2` with no shared store: each worker's memory would hold a cache
-the other's writes never invalidate, so the cache is off, and says so; every read sees every
-write, whichever worker serves it."""
+the other's writes never invalidate, and a writer's position for reads on replicas, so the cache
+and the replicas are off, and it says so; every read sees every write, whichever worker serves
+it."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,9 @@ STORE_VARIABLES = frozenset({"REDIS_URL", "CONDUIT_REDIS_KEY_PREFIX"})
 def two_workers(tmp_path: Path) -> Iterator[ConduitServer]:
     with database_env(tmp_path) as database:
         env = {name: value for name, value in database.items() if name not in STORE_VARIABLES}
+        # Never connected to: off, since a replica would serve the writer's reads from before
+        # their write on the other worker (and SQLite ignores replicas).
+        env["DATABASE_REPLICA_URLS"] = "postgresql://conduit@replica.invalid:5432/conduit"
         with serving(env, tmp_path, workers=2) as server:
             yield server
 
@@ -44,4 +49,7 @@ async def test_two_workers_without_a_shared_store_never_serve_a_stale_read(
             assert created.status_code == 201, server.diagnostics()
 
     assert counts == [{number} for number in range(6)], server.diagnostics()
-    assert "The read cache is off" in server.log_path.read_text()
+    log = server.log_path.read_text()
+    assert "The read cache is off" in log
+    on_postgres = "TEST_DATABASE_URL" in os.environ
+    assert ("Reads on replicas are off" in log) is on_postgres

@@ -290,7 +290,8 @@ class Replicas:
         `UNKNOWN` when the primary does not answer."""
         try:
             return cast("int", await self.primary.fetchval(_PRIMARY_POSITION))
-        except UNAVAILABLE:
+        # A server error too: DATABASE_URL naming a server in recovery, say. The checks go on.
+        except (*UNAVAILABLE, asyncpg.PostgresError):
             return UNKNOWN
 
     async def check(self) -> None:
@@ -314,7 +315,7 @@ class Replicas:
         try:
             async with asyncio.timeout(self._timeout):
                 position = await replica.reader.fetchval(_REPLAYED)
-        except (*UNAVAILABLE, TimeoutError) as error:
+        except (*UNAVAILABLE, TimeoutError, asyncpg.PostgresError) as error:
             self._failed(replica, type(error).__name__)
             return None
         if position is None:
