@@ -33,6 +33,16 @@ CONNECTION_LOST = (
 )
 
 
+# Prepared statements lost or mixed up between clients: named prepared statements behind a
+# pooler in transaction mode that does not carry them (`CONDUIT_DB_PREPARED_STATEMENTS`).
+PREPARED_STATEMENTS_LOST = (
+    asyncpg.exceptions.DuplicatePreparedStatementError,
+    asyncpg.exceptions.InvalidSQLStatementNameError,
+    # "bind message supplies 2 parameters, but prepared statement ... requires 1"
+    asyncpg.exceptions.ProtocolViolationError,
+)
+
+
 class PoolTimeout(Exception):
     """No connection of the read pool came free within the pool timeout (the write pool's
     is SQLAlchemy's `TimeoutError`)."""
@@ -49,6 +59,7 @@ UNAVAILABLE = (
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
     asyncpg.exceptions.QueryCanceledError,
+    *PREPARED_STATEMENTS_LOST,
     PoolTimeout,
     exc.TimeoutError,
 )
@@ -118,6 +129,12 @@ _EXPLANATIONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...]
         "{where} refused user {user!r}: check the user and password in DATABASE_URL",
     ),
     (ConnectionRefusedError, "connection refused by {where}: is PostgreSQL running there?"),
+    (
+        PREPARED_STATEMENTS_LOST,
+        "{where} does not know a prepared statement, or refused what the driver sent "
+        "({cause}): behind a pooler in transaction mode that does not carry prepared "
+        "statements (PgBouncer before 1.21), set CONDUIT_DB_PREPARED_STATEMENTS=false",
+    ),
     (socket.gaierror, "cannot resolve the host {host!r} of DATABASE_URL"),
     (
         TimeoutError,
