@@ -136,7 +136,12 @@ async def _keep_session(_: object) -> None:
 
 @contextlib.asynccontextmanager
 async def asyncpg_pool(
-    dsn: str, settings: DatabaseSettings, dialect: Dialect, *, connect_timeout: float
+    dsn: str,
+    settings: DatabaseSettings,
+    dialect: Dialect,
+    *,
+    connect_timeout: float,
+    read_timeout: float | None = None,
 ) -> AsyncIterator[AsyncpgPoolReader]:
     """A pool of connections for reads, at `dsn`: the primary's, or a replica's."""
     pool = await asyncpg.create_pool(
@@ -151,7 +156,9 @@ async def asyncpg_pool(
         **_statement_cache(settings),
     )
     try:
-        yield AsyncpgPoolReader(pool, dialect, pool_timeout=settings.pool_timeout_seconds)
+        yield AsyncpgPoolReader(
+            pool, dialect, pool_timeout=settings.pool_timeout_seconds, read_timeout=read_timeout
+        )
     finally:
         await pool.close()
 

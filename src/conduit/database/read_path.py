@@ -135,6 +135,11 @@ class AsyncpgReader:
 class AsyncpgPoolReader:
     """Reads on a pool of asyncpg connections (the primary's, or a replica's).
 
+    A replica's reads are bounded by `read_timeout` as well as by the driver's statement
+    timeout: a read cut short closes its connection. Connecting is bounded by the driver's own
+    timeout, never cut short from outside (asyncpg leaves a cancelled connection attempt's
+    errors unretrieved).
+
     The pool replaces a connection it knows is closed when it hands it out, with no round trip.
     When a statement meets one that died unnoticed (a restart or failover ends them all at
     once), every pooled connection is expired and the read, being idempotent, runs once more on
@@ -142,10 +147,18 @@ class AsyncpgPoolReader:
     (`PoolTimeout`), as a write does.
     """
 
-    def __init__(self, pool: _AsyncpgPool, dialect: Dialect, *, pool_timeout: float) -> None:
+    def __init__(
+        self,
+        pool: _AsyncpgPool,
+        dialect: Dialect,
+        *,
+        pool_timeout: float,
+        read_timeout: float | None = None,
+    ) -> None:
         self._pool = pool
         self._dialect = dialect
         self._pool_timeout = pool_timeout
+        self._read_timeout = read_timeout
 
     async def scalar(self, read: Read[T], /, **params: object) -> T | None:
         compiled = read.compiled(self._dialect)
@@ -172,12 +185,15 @@ class AsyncpgPoolReader:
                 raise PoolTimeout from error
             raise
         try:
-            return await connection.fetchval(sql, *arguments)
-        except asyncio.CancelledError:
-            # Cut short (a replica's read past its timeout): the connection is mid-statement,
-            # and releasing it would wait on a server that may never answer.
-            connection.terminate()
-            raise
+            async with asyncio.timeout(self._read_timeout):
+                try:
+                    return await connection.fetchval(sql, *arguments)
+                except asyncio.CancelledError:
+                    # Cut short (past the read timeout, or its request gone): the connection
+                    # is mid-statement, and releasing it would wait on a server that may never
+                    # answer.
+                    connection.terminate()
+                    raise
         finally:
             await self._pool.release(connection)
 

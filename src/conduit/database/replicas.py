@@ -209,7 +209,6 @@ class Replicas:
         self.replicas = replicas
         self.positions = positions
         self._max_lag = settings.replica_max_lag_seconds
-        self._timeout = settings.replica_timeout_seconds
         self._history = _PrimaryHistory(2 * self._max_lag)
         self._turn = itertools.count()
         self._reads = {replica.name: metrics.DB_READS.labels(replica.name) for replica in replicas}
@@ -248,9 +247,8 @@ class Replicas:
         while (replica := self._choose(position, tried)) is not None:
             tried.append(replica)
             try:
-                async with asyncio.timeout(self._timeout):
-                    value = await replica.reader.scalar(read, **params)
-            except (*UNAVAILABLE, TimeoutError) as error:
+                value = await replica.reader.scalar(read, **params)
+            except UNAVAILABLE as error:
                 self._failed(replica, type(error).__name__)
                 continue
             except _REPLAY_CONFLICT:
@@ -313,9 +311,8 @@ class Replicas:
 
     async def _replayed(self, replica: Replica) -> int | None:
         try:
-            async with asyncio.timeout(self._timeout):
-                position = await replica.reader.fetchval(_REPLAYED)
-        except (*UNAVAILABLE, TimeoutError, asyncpg.PostgresError) as error:
+            position = await replica.reader.fetchval(_REPLAYED)
+        except (*UNAVAILABLE, asyncpg.PostgresError) as error:
             self._failed(replica, type(error).__name__)
             return None
         if position is None:
@@ -385,7 +382,11 @@ async def connect(
                 name=_name(dsn),
                 reader=await stack.enter_async_context(
                     asyncpg_pool(
-                        dsn, settings, dialect, connect_timeout=settings.replica_timeout_seconds
+                        dsn,
+                        settings,
+                        dialect,
+                        connect_timeout=settings.replica_timeout_seconds,
+                        read_timeout=settings.replica_timeout_seconds,
                     )
                 ),
             )
