@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import pytest
 
 from tests.e2e import realworld
@@ -441,3 +442,20 @@ def test_each_folder_is_judged_on_its_own_requests_and_a_silent_failure_on_all()
     assert [failure.check for failure in silent["auth"].failures] == ["bru summary"]
     crashed = _bruno_outcomes(["auth"], [], ToolRun(2, "crashed"))
     assert [failure.check for failure in crashed["auth"].failures] == ["runner exit code 2"]
+
+
+_READS_BY_TARGET = re.compile(r'^conduit_db_reads_total\{target="([^"]+)"\} (\S+)$', re.MULTILINE)
+
+
+def test_the_suites_read_from_the_replica_where_there_is_one(
+    bruno_run: BrunoRun, conduit_server: RunningServer
+) -> None:
+    """Through a lagging replica, the suites pass with reads on it: not all on the primary."""
+    del bruno_run  # requested so that the suite has run
+    checks = httpx.get(f"{conduit_server.base_url}/health/ready", timeout=10).json()["checks"]
+    if "replicas" not in checks:
+        pytest.skip("this server has no replica")
+    metrics = httpx.get(f"{conduit_server.base_url}/metrics", timeout=10).text
+    reads = {target: float(count) for target, count in _READS_BY_TARGET.findall(metrics)}
+    on_replicas = sum(count for target, count in reads.items() if target != "primary")
+    assert on_replicas > 0, reads
