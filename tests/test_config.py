@@ -50,6 +50,43 @@ def test_in_memory_sqlite_is_refused(monkeypatch: pytest.MonkeyPatch, url: str) 
         DatabaseSettings()
 
 
+def test_replicas_and_the_direct_url_are_postgresql_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@pgbouncer:6432/conduit")
+    monkeypatch.setenv("DATABASE_DIRECT_URL", "postgres://u:p@db:5432/conduit")
+    monkeypatch.setenv("DATABASE_REPLICA_URLS", "postgres://u:p@r1/conduit, postgresql://u@r2/c")
+
+    settings = DatabaseSettings()
+
+    assert settings.replica_dsns == ["postgresql://u:p@r1/conduit", "postgresql://u@r2/c"]
+    assert settings.direct_asyncpg_dsn == "postgresql://u:p@db:5432/conduit"
+    assert settings.asyncpg_dsn == "postgresql://u:p@pgbouncer:6432/conduit"
+
+
+def test_without_a_direct_url_sessions_of_their_own_go_to_the_database_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db:5432/conduit")
+    monkeypatch.delenv("DATABASE_DIRECT_URL", raising=False)
+
+    assert DatabaseSettings().direct_asyncpg_dsn == "postgresql://u:p@db:5432/conduit"
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("DATABASE_REPLICA_URLS", "are streaming replicas of PostgreSQL"),
+        ("DATABASE_DIRECT_URL", "is the PostgreSQL behind the pooler"),
+    ],
+)
+def test_a_replica_or_direct_url_that_is_not_postgresql_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, "sqlite:///./replica.db")
+
+    with pytest.raises(ValidationError, match=message):
+        DatabaseSettings()
+
+
 def test_defaults_to_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
 

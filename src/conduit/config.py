@@ -121,21 +121,20 @@ class DatabaseSettings(BaseSettings):
     def direct_to_postgres(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        url = cls.use_async_driver(value)
-        if not url.startswith("postgresql+asyncpg://"):
-            raise ValueError("is the PostgreSQL behind the pooler: a postgresql://... URL")
-        return url
+        return cls._postgres(value, "is the PostgreSQL behind the pooler: a postgresql://... URL")
 
     @field_validator("replica_urls")
     @classmethod
     def replicas_of_postgres(cls, values: list[str]) -> list[str]:
-        replicas = []
-        for value in values:
-            url = cls.use_async_driver(value)
-            if not url.startswith("postgresql+asyncpg://"):
-                raise ValueError("are streaming replicas of PostgreSQL: postgresql://... URLs")
-            replicas.append(url)
-        return replicas
+        refused = "are streaming replicas of PostgreSQL: postgresql://... URLs"
+        return [cls._postgres(value, refused) for value in values]
+
+    @classmethod
+    def _postgres(cls, value: str, refused: str) -> str:
+        url = cls.use_async_driver(value)
+        if not url.startswith("postgresql+asyncpg://"):
+            raise ValueError(refused)
+        return url
 
     @cached_property
     def sqlalchemy_url(self) -> URL:

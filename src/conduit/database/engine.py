@@ -67,11 +67,10 @@ def _milliseconds(seconds: float) -> str:
     return str(max(1, round(seconds * 1000)))
 
 
-def _statement_cache(settings: DatabaseSettings) -> dict[str, object]:
-    """asyncpg's arguments for `prepared_statements`. Without its cache asyncpg prepares
-    unnamed statements, which live until the next one: a pooler in transaction mode may hand
-    the next transaction another server connection, and nothing is left there to collide with."""
-    return {} if settings.prepared_statements else {"statement_cache_size": 0}
+# `CONDUIT_DB_PREPARED_STATEMENTS=false`: without its cache asyncpg prepares unnamed
+# statements, which live until the next one. A pooler in transaction mode may hand the next
+# transaction another server connection: nothing is left there to collide with.
+_NO_STATEMENT_CACHE: dict[str, object] = {"statement_cache_size": 0}
 
 
 def create_engine(
@@ -99,7 +98,7 @@ def create_engine(
         # SQLAlchemy's own cache would keep an unnamed statement's description across
         # transactions: after a migration changes a column's type, its values would be
         # decoded as the old type's.
-        connect_args |= {**_statement_cache(settings), "prepared_statement_cache_size": 0}
+        connect_args |= {**_NO_STATEMENT_CACHE, "prepared_statement_cache_size": 0}
     if bounded:
         connect_args["command_timeout"] = settings.statement_timeout_seconds
     engine = create_async_engine(
@@ -153,7 +152,7 @@ async def asyncpg_pool(
         max_size=settings.read_pool_size,
         command_timeout=settings.statement_timeout_seconds,
         reset=_keep_session,
-        **_statement_cache(settings),
+        **({} if settings.prepared_statements else _NO_STATEMENT_CACHE),
     )
     try:
         yield AsyncpgPoolReader(
