@@ -55,11 +55,14 @@ async def migrated(cluster: Replication) -> None:
         await engine.dispose()
 
 
-def _replicated(settings: Settings, cluster: Replication, *, cache: bool) -> Settings:
+def _replicated(
+    settings: Settings, cluster: Replication, *, cache: bool, max_lag: float = 5.0
+) -> Settings:
     database = DatabaseSettings(
         url=cluster.primary.url,
         replica_urls=[cluster.replica.url],
         replica_timeout_seconds=REPLICA_TIMEOUT_SECONDS,
+        replica_max_lag_seconds=max_lag,
         statement_timeout_seconds=settings.database.statement_timeout_seconds,
         pool_timeout_seconds=settings.database.pool_timeout_seconds,
     )
@@ -167,6 +170,20 @@ async def test_reads_go_to_a_replica_that_has_caught_up(
     for _ in range(3):
         await _profile(uncached, username)
     assert _reads(_replica_name(cluster)) - before == 3
+
+
+async def test_a_replica_of_an_idle_primary_is_not_behind(
+    settings: Settings, cluster: Replication, migrated: None
+) -> None:
+    """Lag is how long the replica has been behind what the primary had, not how long ago it
+    last replayed a transaction: on an idle primary it stays within a short bound."""
+    del migrated
+    cluster.set_apply_delay(0)
+    cluster.wait_for_replay()
+    async with _serving(_replicated(settings, cluster, cache=False, max_lag=1.0)) as client:
+        await anyio.sleep(2.5)
+        ready = await client.get("/health/ready")
+        assert ready.json()["checks"]["replicas"] == {_replica_name(cluster): "ok"}
 
 
 async def test_the_writer_reads_their_writes_while_anonymous_reads_lag(

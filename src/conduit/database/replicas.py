@@ -66,7 +66,12 @@ CHECK_INTERVAL_SECONDS = 0.5
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 30.0
 
+# Where a write's position is taken: the insert position, past every commit that has returned
+# (whatever `synchronous_commit` says). On an idle primary it may stay a page header past what
+# any replica will replay, so a replica's lag is measured against the flushed position: what
+# it can have received.
 _PRIMARY_POSITION = "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint"
+_PRIMARY_FLUSHED = "SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint"
 # NULL on a server that is not in recovery: not a replica (a promoted one, say).
 _REPLAYED = "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint"
 
@@ -286,8 +291,11 @@ class Replicas:
     async def position(self) -> int:
         """The primary's WAL insert position now: past every commit that has returned.
         `UNKNOWN` when the primary does not answer."""
+        return await self._primary(_PRIMARY_POSITION)
+
+    async def _primary(self, sql: str) -> int:
         try:
-            return cast("int", await self.primary.fetchval(_PRIMARY_POSITION))
+            return cast("int", await self.primary.fetchval(sql))
         # A server error too: DATABASE_URL naming a server in recovery, say. The checks go on.
         except (*UNAVAILABLE, asyncpg.PostgresError):
             return UNKNOWN
@@ -297,7 +305,8 @@ class Replicas:
         now = time.monotonic()
         due = [replica for replica in self.replicas if replica.down_until <= now]
         primary, replayed = await asyncio.gather(
-            self.position(), asyncio.gather(*(self._replayed(replica) for replica in due))
+            self._primary(_PRIMARY_FLUSHED),
+            asyncio.gather(*(self._replayed(replica) for replica in due)),
         )
         now = time.monotonic()
         if primary != UNKNOWN:
