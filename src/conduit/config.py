@@ -69,7 +69,7 @@ class DatabaseSettings(BaseSettings):
     # Named prepared statements kept across transactions (asyncpg's statement cache): false
     # behind a pooler in transaction mode that does not carry them from one server connection
     # to the next (PgBouncer before 1.21, or with max_prepared_statements = 0). Each statement
-    # is then prepared unnamed, a round trip before it runs (docs/deployment.md).
+    # is then prepared unnamed, parsed and planned again each time it runs (docs/deployment.md).
     prepared_statements: bool = True
     echo: bool = False
     # The same database without the pooler in front of `url` (PgBouncer in transaction mode),

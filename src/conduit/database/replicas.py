@@ -173,12 +173,17 @@ class Replica:
     def serves(self, position: int, now: float, max_lag: float) -> bool:
         return self.down_until <= now and self.lag_seconds <= max_lag and self.replayed >= position
 
-    def failed(self, now: float) -> None:
+    def failed(self, now: float) -> bool:
+        """Left alone for a while, unless it is already: the reads that were in flight when it
+        failed are one failure, not one each. Whether it was serving until now."""
+        if self.down_until > now:
+            return False
         self.failures += 1
         cap = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (self.failures - 1))
         self.down_until = now + cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 (jitter)
         self.lag_seconds = math.inf
         metrics.DB_REPLICA_LAG.labels(self.name).set(math.inf)
+        return True
 
 
 class _PrimaryHistory:
@@ -223,12 +228,11 @@ class Replicas:
 
     def states(self) -> dict[str, str]:
         """For `/health/ready`: each replica ok, lagging (further behind than the bound), or
-        down (failing, or not checked yet)."""
-        now = time.monotonic()
+        down (failed, and not checked well since; or not checked yet)."""
         return {
             replica.name: (
                 "down"
-                if replica.down_until > now or replica.replayed < 0
+                if replica.failures or replica.replayed < 0
                 else "ok"
                 if replica.lag_seconds <= self._max_lag
                 else "lagging"
@@ -277,8 +281,9 @@ class Replicas:
         return "unavailable"
 
     def _failed(self, replica: Replica, error: str) -> None:
-        replica.failed(time.monotonic())
         _FALLBACKS["failed"].inc()
+        if not replica.failed(time.monotonic()):
+            return
         logger.warning(
             "replica_unavailable",
             extra={
