@@ -13,7 +13,7 @@ from benchmarks.harness import publish, report
 from benchmarks.harness import run as harness
 from benchmarks.harness.trials import Load
 from benchmarks.load import wrk
-from benchmarks.setup import baseline
+from benchmarks.setup import baseline, worker_counts
 from conduit.seed import ScaleName
 
 EXTRAS = ("probe", "half")
@@ -28,13 +28,6 @@ def _split(value: str, allowed: tuple[str, ...], option: str) -> list[str]:
     if unknown or not chosen:
         raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=option)
     return chosen
-
-
-def _worker_counts(value: str) -> list[int]:
-    items = [item.strip() for item in value.split(",") if item.strip()]
-    if not items or not all(item.isdigit() and int(item) > 0 for item in items):
-        raise typer.BadParameter("positive integers, comma-separated", param_hint="--workers")
-    return list(dict.fromkeys(int(item) for item in items))
 
 
 @app.command()
@@ -117,7 +110,7 @@ def main(
     options = harness.Options(
         scales=chosen_scales,
         scenarios=names,
-        worker_counts=_worker_counts(workers),
+        worker_counts=worker_counts(workers),
         load=Load(duration, warmup, trials, connections, threads),
         extras=harness.Extras(probe_rate, probe_seconds, half_seconds),
         seed=seed,
