@@ -1,12 +1,19 @@
 """Throw-away PostgreSQL databases for tests that need a database of their own."""
 
+import os
 import secrets
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conduit.config import DatabaseSettings
+
+# For tests of PostgreSQL's own, which run in the pass where TEST_DATABASE_URL is set.
+POSTGRES_PASS = pytest.mark.skipif(
+    "TEST_DATABASE_URL" not in os.environ, reason="PostgreSQL's, in the PostgreSQL pass"
+)
 
 
 async def _admin(server_url: str, statement: str) -> None:

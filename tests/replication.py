@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 from tests.threaded import START_TIMEOUT_SECONDS, free_port
 
 SUPERUSER = "postgres"
@@ -73,6 +75,20 @@ def pgbouncer_unavailable() -> str | None:
     except Unavailable as missing:
         return str(missing)
     return None
+
+
+def require_cluster() -> None:
+    """Skip the test, saying why in one line, where `replicated_cluster` cannot run."""
+    reason = cluster_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def require_pgbouncer() -> None:
+    """Skip the test, saying why in one line, where `pgbouncer` cannot run."""
+    reason = pgbouncer_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
 
 
 def _postgres_programs() -> Path:

@@ -21,21 +21,19 @@ from conduit.config import CacheSettings, DatabaseSettings, Settings
 from conduit.database import create_engine
 from conduit.main import create_app
 from conduit.migrations import upgrade
-from tests.databases import create_postgres_database, drop_postgres_database
+from tests.databases import POSTGRES_PASS, create_postgres_database, drop_postgres_database
 from tests.factories import auth
 from tests.replication import (
     PREPARED_STATEMENTS_SINCE,
     PgBouncer,
     pgbouncer,
-    pgbouncer_unavailable,
     pgbouncer_version,
+    require_pgbouncer,
 )
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(
-        "TEST_DATABASE_URL" not in os.environ, reason="PostgreSQL's, in the PostgreSQL pass"
-    ),
+    POSTGRES_PASS,
 ]
 
 CONCURRENT = 24
@@ -57,9 +55,7 @@ async def database() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 def bouncer(database: str) -> Iterator[PgBouncer]:
-    reason = pgbouncer_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    require_pgbouncer()
     if pgbouncer_version() >= PREPARED_STATEMENTS_SINCE:
         pytest.skip(
             "this PgBouncer carries prepared statements; these tests are of one that does not"

@@ -4,7 +4,6 @@ created is never a stale 404, the cache never keeps what a lagging replica built
 and a replica that stops or hangs costs a request no more than the replica timeout, never a 5xx.
 """
 
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,14 +20,13 @@ from conduit.config import CacheSettings, DatabaseSettings, Settings
 from conduit.database import create_engine
 from conduit.main import create_app
 from conduit.migrations import upgrade
+from tests.databases import POSTGRES_PASS
 from tests.factories import auth, create_api_key, create_article, register
-from tests.replication import Replication, cluster_unavailable, replicated_cluster
+from tests.replication import Replication, replicated_cluster, require_cluster
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(
-        "TEST_DATABASE_URL" not in os.environ, reason="PostgreSQL's, in the PostgreSQL pass"
-    ),
+    POSTGRES_PASS,
 ]
 
 # Long enough that nothing a test does in between reaches the replica first.
@@ -39,9 +37,7 @@ CONCURRENT_READS = 20
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Replication]:
-    reason = cluster_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    require_cluster()
     with replicated_cluster() as started:
         yield started
 

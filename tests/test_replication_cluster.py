@@ -14,21 +14,20 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.databases import POSTGRES_PASS
 from tests.replication import (
     POOL_SIZE,
     SUPERUSER,
     Replication,
-    cluster_unavailable,
     pgbouncer,
-    pgbouncer_unavailable,
     replicated_cluster,
+    require_cluster,
+    require_pgbouncer,
 )
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(
-        "TEST_DATABASE_URL" not in os.environ, reason="PostgreSQL's, in the PostgreSQL pass"
-    ),
+    POSTGRES_PASS,
 ]
 
 APPLY_DELAY_MS = 1000
@@ -39,9 +38,7 @@ CLIENTS = 10
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Replication]:
-    reason = cluster_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    require_cluster()
     with replicated_cluster(apply_delay_ms=APPLY_DELAY_MS) as started:
         started.primary.query("CREATE TABLE notes (body text NOT NULL)")
         started.wait_for_replay()
@@ -50,9 +47,7 @@ def cluster() -> Iterator[Replication]:
 
 @pytest.fixture(scope="module")
 def pgbouncer_here() -> None:
-    reason = pgbouncer_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    require_pgbouncer()
 
 
 @asynccontextmanager

@@ -32,11 +32,11 @@ from tests.e2e import realworld
 from tests.redis_keys import STORE_TIMEOUT_SECONDS, delete_keys
 from tests.replication import (
     PREPARED_STATEMENTS_SINCE,
-    cluster_unavailable,
     pgbouncer,
-    pgbouncer_unavailable,
     pgbouncer_version,
     replicated_cluster,
+    require_cluster,
+    require_pgbouncer,
 )
 from tests.threaded import free_port
 from tests.upstash_rest import serving as serving_upstash
@@ -481,9 +481,7 @@ def replicated_env(*, apply_delay_ms: int) -> Iterator[dict[str, str]]:
     """The environment of servers on a private primary, migrated, reading from its streaming
     replica, which replays each write `apply_delay_ms` late (`tests.replication`); the test
     is skipped, saying why, where the cluster cannot be had."""
-    reason = cluster_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    require_cluster()
     with replicated_cluster() as cluster:
         env = _server_env(cluster.primary.url)
         migrate(env)
@@ -498,9 +496,7 @@ def pooled_env(workdir: Path) -> Iterator[dict[str, str]]:
     mode with its defaults (`tests.replication.pgbouncer`), migrated over a direct connection
     (`DATABASE_DIRECT_URL`), as docs/deployment.md sets them up; the test is skipped, saying
     why, where PgBouncer cannot be had."""
-    reason = pgbouncer_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    require_pgbouncer()
     # Before 1.21 PgBouncer carries no prepared statement from one server connection to the
     # next: Conduit is told so. From 1.21 it does, once `max_prepared_statements` is set.
     carried = pgbouncer_version() >= PREPARED_STATEMENTS_SINCE

@@ -9,7 +9,6 @@ The load, the cluster and the counting are `benchmarks.faults`'s `db-restart` sc
 shortened (docs/operations.md, "Faults under load").
 """
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -19,11 +18,11 @@ from benchmarks.faults.run import run
 from benchmarks.faults.scenarios import Scenario, stopped
 from benchmarks.setup import postgres
 
+from tests.databases import POSTGRES_PASS
+
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        "TEST_DATABASE_URL" not in os.environ, reason="PostgreSQL's, in the PostgreSQL pass"
-    ),
+    POSTGRES_PASS,
     pytest.mark.skipif(
         not postgres.installed(),
         reason="needs PostgreSQL's server programs (initdb) for a cluster of its own",
