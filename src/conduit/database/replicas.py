@@ -80,6 +80,10 @@ _FALLBACKS = {
     reason: metrics.DB_REPLICA_FALLBACKS.labels(reason)
     for reason in ("behind", "unavailable", "failed", "not_found")
 }
+# What a check meets besides an unavailable server: an error from the server (DATABASE_URL
+# naming a server in recovery, say) or from the driver. The checks go on whatever they meet
+# there: a check task that died would leave every replica as it last saw it.
+_CHECK_FAILED = (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InterfaceError)
 # On a hot standby, a read that conflicts with the replay of the primary's changes (a vacuum
 # removing rows it could see) is cancelled: the primary has no such conflict.
 _REPLAY_CONFLICT = asyncpg.exceptions.SerializationError
@@ -301,8 +305,7 @@ class Replicas:
     async def _primary(self, sql: str) -> int:
         try:
             return cast("int", await self.primary.fetchval(sql))
-        # A server error too: DATABASE_URL naming a server in recovery, say. The checks go on.
-        except (*UNAVAILABLE, asyncpg.PostgresError):
+        except _CHECK_FAILED:
             return UNKNOWN
 
     async def check(self) -> None:
@@ -326,7 +329,7 @@ class Replicas:
     async def _replayed(self, replica: Replica) -> int | None:
         try:
             position = await replica.reader.fetchval(_REPLAYED)
-        except (*UNAVAILABLE, asyncpg.PostgresError) as error:
+        except _CHECK_FAILED as error:
             self._failed(replica, type(error).__name__)
             return None
         if position is None:
